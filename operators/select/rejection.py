@@ -1,0 +1,154 @@
+"""Adaptive rejection sampling for one prompt: sample n, verify and filter, resample while fewer than
+`keep_per_prompt` were accepted and rounds remain. Every sample is returned, accepted or not.
+
+This is an operator: it knows a `Teacher`, a `VerifierPool` and filters, and nothing of Ray. Many
+prompts run it concurrently on one event loop, so one prompt's verification overlaps the others'
+decoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from distillery.operators.counters import OperatorCounters
+from distillery.operators.filters.base import SampleFilter
+from distillery.operators.teachers.base import Completion, Teacher
+from distillery.operators.teachers.think_split import split_think
+from distillery.operators.verifiers.pool import VerifierPool
+from distillery.schemas.records import FilterResult, Generation, Prompt, Verdict, generation_id, request_seed
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingPolicy:
+    keep_per_prompt: int
+    max_rounds: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatFormat:
+    """How a prompt becomes the teacher's chat messages."""
+
+    prompt_template: str = "{problem}"
+    system_prompt: str | None = None
+
+    def messages(self, prompt: Prompt) -> list[dict[str, str]]:
+        # str.replace, not str.format: templates hold LaTeX braces such as \boxed{}.
+        user = self.prompt_template.replace("{problem}", prompt.problem)
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return [*system, {"role": "user", "content": user}]
+
+
+@dataclass(slots=True)
+class PromptOutcome:
+    prompt: Prompt
+    samples: list[Generation] = field(default_factory=list)
+    error: str | None = None
+    """Set when a request failed; the samples drawn before it are kept."""
+
+
+def rejection_reason(verdicts: list[Verdict], filters: list[FilterResult]) -> str | None:
+    """The first reason a sample is not accepted, or None when it is."""
+    for result in filters:
+        if not result.keep:
+            return f"filter:{result.filter}: {result.reason}"
+    if not verdicts:
+        return "unverified: no verifier ran"
+    for verdict in verdicts:
+        if verdict.verdict != "correct":
+            detail = f": {verdict.detail}" if verdict.detail else ""
+            return f"{verdict.verdict}:{verdict.verifier}{detail}"
+    return None
+
+
+class RejectionSampler:
+    def __init__(
+        self,
+        teacher: Teacher,
+        verifiers: VerifierPool,
+        filters: list[SampleFilter],
+        policy: SamplingPolicy,
+        chat: ChatFormat,
+    ) -> None:
+        self.teacher = teacher
+        self.verifiers = verifiers
+        self.filters = filters
+        self.policy = policy
+        self.chat = chat
+        self.counters = OperatorCounters("rejection_sampling")
+        self.completion_tokens = 0
+
+    def _generation(self, prompt: Prompt, round_: int, seed: int, prompt_tokens: int, out: Completion) -> Generation:
+        split = split_think(out.text)
+        reasoning, answer, well_formed = split.reasoning, split.answer, split.well_formed
+        if out.reasoning is not None:
+            # The backend returned the chain of thought separately: the text is the answer.
+            reasoning, answer, well_formed = out.reasoning.strip(), out.text.strip(), True
+        return Generation(
+            id=generation_id(prompt.id, round_, out.index),
+            prompt_id=prompt.id,
+            round=round_,
+            index=out.index,
+            source=prompt.source,
+            domain=prompt.domain,
+            teacher=self.teacher.name,
+            model=self.teacher.model,
+            sampling=self.teacher.sampling_json(),
+            seed=seed,
+            text=out.text,
+            reasoning=reasoning,
+            answer=answer,
+            think_well_formed=well_formed,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=out.completion_tokens,
+            finish_reason=out.finish_reason,
+        )
+
+    async def _judge(self, prompt: Prompt, sample: Generation) -> Generation:
+        verdict = await self.verifiers.verify(prompt.domain, prompt.answer, prompt.tests, sample.answer)
+        filters = [f.apply(prompt, sample) for f in self.filters]
+        reason = rejection_reason([verdict], filters)
+        return sample.model_copy(
+            update={"verdicts": [verdict], "filters": filters, "accepted": reason is None, "rejection_reason": reason}
+        )
+
+    async def run(self, prompt: Prompt) -> PromptOutcome:
+        outcome = PromptOutcome(prompt)
+        messages = self.chat.messages(prompt)
+        accepted = 0
+        for round_ in range(self.policy.max_rounds):
+            seed = request_seed(self.teacher.sampling.seed, prompt.id, round_)
+            response = await self.teacher.sample(
+                messages, n=self.teacher.sampling.n, seed=seed, request_id=f"{prompt.id}-r{round_}"
+            )
+            if response.error is not None:
+                outcome.error = f"round {round_}: {response.error}"
+                break
+            drawn = [self._generation(prompt, round_, seed, response.prompt_tokens, c) for c in response.completions]
+            self.completion_tokens += sum(s.completion_tokens for s in drawn)
+            judged = await asyncio.gather(*(self._judge(prompt, s) for s in drawn))
+            outcome.samples.extend(judged)
+            accepted += sum(s.accepted for s in judged)
+            if accepted >= self.policy.keep_per_prompt:
+                break
+        outcome.samples = self._select(outcome.samples)
+        for sample in outcome.samples:
+            if sample.selected:
+                self.counters.keep()
+            else:
+                self.counters.drop((sample.rejection_reason or "").split(":", 1)[0])
+        return outcome
+
+    def _select(self, samples: list[Generation]) -> list[Generation]:
+        """Mark the first `keep_per_prompt` accepted samples (in round, index order) as selected."""
+        selected = 0
+        marked = []
+        for sample in sorted(samples, key=lambda s: (s.round, s.index)):
+            if sample.accepted and selected < self.policy.keep_per_prompt:
+                selected += 1
+                sample = sample.model_copy(update={"selected": True})
+            elif sample.accepted:
+                sample = sample.model_copy(update={"rejection_reason": "surplus: keep_per_prompt reached"})
+            marked.append(sample)
+        return marked
+

@@ -1,0 +1,14 @@
+"""Teacher construction from job-file sections."""
+
+from __future__ import annotations
+
+from distillery.operators.teachers.base import Teacher
+from distillery.schemas.teacher_config import TeacherConfig, VLLMTeacherConfig
+
+
+def build_teacher(name: str, config: TeacherConfig) -> Teacher:
+    if isinstance(config, VLLMTeacherConfig):
+        from distillery.operators.teachers.vllm_engine import VLLMTeacher
+
+        return VLLMTeacher(name, config)
+    raise TypeError(f"no teacher backend for {type(config).__name__}")

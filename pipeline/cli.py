@@ -1,0 +1,94 @@
+"""The `distillery` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from distillery.pipeline.run_dir import RunDirectoryError
+from distillery.schemas.job import JobFileError, load_job
+
+
+def _validate(args: argparse.Namespace) -> int:
+    job = load_job(args.job)
+    teachers = ", ".join(f"{n} ({t.model})" for n, t in job.teachers.items())
+    print(f"{args.job}: valid. job {job.name!r}, {len(job.sources)} source(s), teachers: {teachers}; "
+          f"config hash {job.config_hash()}")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from distillery.operators.teachers.bundled import BUNDLED_PREFIX, is_bundled, prepare_bundled_model
+
+    job = load_job(args.job)
+    bundled = sorted({t.model for t in job.teachers.values() if is_bundled(t.model)})
+    for model in bundled:
+        print(f"{model}: {prepare_bundled_model(model.removeprefix(BUNDLED_PREFIX))}")
+    if not bundled:
+        print("no bundled teacher in this job; nothing to prepare")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from distillery.pipeline.inspect_run import describe
+    from distillery.pipeline.runner import run_job
+
+    result = run_job(args.job, args.output)
+    print(describe(result.run_dir))
+    dataset = result.run_dir / "dataset"
+    print(f"\ndataset: {dataset}")
+    print(f"look at it:  duckdb -c \"SELECT prompt, answer, pass_rate FROM '{dataset}/reasoning/*.parquet' LIMIT 5\"")
+    print(f"        or:  distillery inspect {result.run_dir}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from distillery.pipeline.inspect_run import describe, query
+
+    print(query(args.run_dir, args.sql) if args.sql else describe(args.run_dir))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distillery", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a job on Ray (local, or the cluster RAY_ADDRESS names)")
+    run.add_argument("job", type=Path)
+    run.add_argument("--output", "-o", help="run directory (default: the job's `output`, else runs/NAME)")
+    run.set_defaults(func=_run)
+
+    validate = sub.add_parser("validate", help="check a job file without loading any model")
+    validate.add_argument("job", type=Path)
+    validate.set_defaults(func=_validate)
+
+    prepare = sub.add_parser("prepare", help="prepare the job's bundled teachers (convert once into the cache)")
+    prepare.add_argument("job", type=Path)
+    prepare.set_defaults(func=_prepare)
+
+    inspect = sub.add_parser("inspect", help="duckdb over a run directory: views per stage, or run SQL")
+    inspect.add_argument("run_dir", type=Path)
+    inspect.add_argument("sql", nargs="?")
+    inspect.set_defaults(func=_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except JobFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, RunDirectoryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

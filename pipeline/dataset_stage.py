@@ -1,0 +1,110 @@
+"""Stage 6: the final dataset, its card and LLaMA-Factory's `dataset_info.json`.
+
+Rows are built shard by shard (a prompt's samples all live in one shard, so its pass rate is local),
+written into a staging folder, and the folder is swapped into place whole: a reader never sees half
+a dataset, and rerunning the stage rebuilds it identically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from distillery.operators.select.rejection import ChatFormat
+from distillery.operators.writers.parquet import write_parquet_atomic
+from distillery.operators.writers.sft import pass_rates, sft_record
+from distillery.pipeline.run_dir import RunDirectory
+from distillery.schemas.arrow import from_table, to_table
+from distillery.schemas.job import JobConfig
+from distillery.schemas.records import Generation, Prompt, SFTRecord
+
+GENERAL_DOMAIN = "general"
+
+
+def split_of(domain: str) -> str:
+    return "general" if domain == GENERAL_DOMAIN else "reasoning"
+
+
+def build_dataset(job: JobConfig, run: RunDirectory, excluded_samples: set[str] | None = None) -> dict[str, int]:
+    excluded = excluded_samples or set()
+    staging = run.staging_dir("dataset")
+    counts: dict[str, Counter[str]] = {}
+    config_hash = job.config_hash()
+    chats = {
+        name: ChatFormat(prompt_template=t.prompt_template, system_prompt=t.system_prompt)
+        for name, t in job.teachers.items()
+    }
+    for samples_file in sorted(p for p in run.samples.glob("*.parquet") if not p.name.startswith(".")):
+        shard = samples_file.stem.split("-")[0] + "-" + samples_file.stem.split("-")[1]
+        prompts = {p.id: p for p in from_table(pq.read_table(run.prompts / f"{shard}.parquet"), Prompt)}
+        samples = from_table(pq.read_table(samples_file), Generation)
+        rates = pass_rates(samples)
+        rows: dict[str, list[SFTRecord]] = {}
+        for sample in samples:
+            if not sample.selected or sample.id in excluded:
+                continue
+            split = split_of(sample.domain)
+            record = sft_record(prompts[sample.prompt_id], sample, chats[sample.teacher], rates[sample.prompt_id],
+                                config_hash, kind="shortcut")
+            rows.setdefault(split, []).append(record)
+            counts.setdefault(split, Counter())[sample.domain] += 1
+        for split, records in rows.items():
+            write_parquet_atomic(to_table(records, SFTRecord), staging / split / f"{samples_file.stem}.parquet")
+    for split in counts:
+        (staging / split).mkdir(exist_ok=True)
+    (staging / "dataset_info.json").write_text(json.dumps(llama_factory_info(job.name, list(counts)), indent=2))
+    (staging / "README.md").write_text(dataset_card(job, counts))
+    run.replace_dir(staging, run.dataset)
+    return {split: sum(c.values()) for split, c in counts.items()}
+
+
+def llama_factory_info(name: str, splits: list[str]) -> dict[str, object]:
+    """LLaMA-Factory's dataset registry: sharegpt-style `messages`, one entry per split folder."""
+    return {
+        f"{name}_{split}": {
+            "file_name": split,
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                     "assistant_tag": "assistant", "system_tag": "system"},
+        }
+        for split in sorted(splits)
+    }
+
+
+def dataset_card(job: JobConfig, counts: dict[str, Counter[str]]) -> str:
+    lines = [f"# {job.name}", "", f"Built by distillery; config hash `{job.config_hash()}`.", "", "## Rows", ""]
+    for split, by_domain in sorted(counts.items()):
+        detail = ", ".join(f"{d}: {n}" for d, n in sorted(by_domain.items()))
+        lines.append(f"- `{split}/`: {sum(by_domain.values())} rows ({detail})")
+    teachers = ", ".join(f"{n} ({t.model})" for n, t in sorted(job.teachers.items()))
+    lines += [
+        "",
+        f"Teachers: {teachers}. Every row's answer passed its verifier; rejected samples are in the run's "
+        "`samples/` table with their reasons.",
+        "",
+        "## Loading",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        'ds = load_dataset("parquet", data_files="reasoning/*.parquet", split="train")',
+        "```",
+        "",
+        "TRL's SFTTrainer reads the `messages` column directly. LLaMA-Factory: point `dataset_dir` at this",
+        "folder (it holds `dataset_info.json`).",
+        "",
+        "## Chat template",
+        "",
+        "The assistant turn is `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`. Train with a template that keeps",
+        "the reasoning, such as plain ChatML (LLaMA-Factory `template: qwen`, or the tokenizer's own when it does",
+        "not strip think blocks). The DeepSeek-R1-Distill templates remove everything inside `<think>` from",
+        "assistant turns, which would train the student on answers alone.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def dataset_dir(run: RunDirectory, split: str) -> Path:
+    return run.dataset / split

@@ -1,0 +1,60 @@
+"""duckdb over a run directory: one view per stage output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+VIEWS = {
+    "prompts": "prompts/*.parquet",
+    "dead_letter": "dead_letter/*.parquet",
+    "samples": "samples/*.parquet",
+    "dataset": "dataset/*/*.parquet",
+}
+
+EXAMPLES = [
+    ("acceptance by source and domain",
+     "SELECT source, domain, count(*) AS samples, avg(accepted::int) AS acceptance FROM samples GROUP BY ALL ORDER BY ALL"),
+    ("why samples were rejected",
+     "SELECT split_part(rejection_reason, ':', 1) AS reason, count(*) AS n FROM samples "
+     "WHERE NOT selected GROUP BY ALL ORDER BY n DESC"),
+    ("inputs that never became prompts", "SELECT stage, source, row, reason FROM dead_letter ORDER BY ALL LIMIT 20"),
+    ("a dataset row with its prompt",
+     "SELECT d.id, p.problem, d.answer, d.pass_rate FROM dataset d JOIN prompts p ON p.id = d.prompt_id LIMIT 5"),
+]
+
+
+def connect(run_dir: Path) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+    """An in-memory duckdb with a view per stage that has output; returns the views made."""
+    if not (run_dir / "config_hash").exists():
+        raise FileNotFoundError(f"{run_dir} is not a distillery run directory (no config_hash)")
+    con = duckdb.connect()
+    made = []
+    extra = {p.name: f"{p.name}/*.parquet" for p in sorted(run_dir.iterdir())
+             if p.is_dir() and not p.name.startswith(".") and p.name not in VIEWS and any(p.glob("*.parquet"))}
+    for view, pattern in {**VIEWS, **extra}.items():
+        files = sorted(f for f in run_dir.glob(pattern) if not f.name.startswith("."))
+        if not files:
+            continue
+        file_list = ", ".join(f"'{f.as_posix()}'" for f in files)
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{file_list}], union_by_name=true)")
+        made.append(view)
+    return con, made
+
+
+def describe(run_dir: Path) -> str:
+    con, views = connect(run_dir)
+    lines = [f"run {run_dir}", ""]
+    for view in views:
+        count = con.execute(f"SELECT count(*) FROM {view}").fetchone()
+        lines.append(f"  {view:<12} {count[0] if count else 0:>8} rows")
+    lines += ["", "example queries (distillery inspect RUN 'SQL'):"]
+    for title, sql in EXAMPLES:
+        lines += [f"  -- {title}", f"  {sql}"]
+    return "\n".join(lines)
+
+
+def query(run_dir: Path, sql: str) -> str:
+    con, _ = connect(run_dir)
+    return str(con.sql(sql))

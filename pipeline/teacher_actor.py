@@ -1,0 +1,97 @@
+"""A teacher replica as a Ray actor: one engine, its verifier worker processes, and the rejection
+sampling loop of every prompt it is given.
+
+The actor is async: all prompts of all shards it holds run concurrently on its event loop, so the
+engine always has work while some prompts wait on verification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from distillery.operators.filters.registry import build_filters
+from distillery.operators.select.rejection import ChatFormat, PromptOutcome, RejectionSampler, SamplingPolicy
+from distillery.operators.sources.rows import dead_letter
+from distillery.operators.teachers.base import Teacher
+from distillery.operators.verifiers.pool import VerifierPool
+from distillery.schemas.arrow import from_table, to_table
+from distillery.schemas.filter_config import FiltersConfig
+from distillery.schemas.records import DeadLetter, Generation, Prompt
+from distillery.schemas.verifier_config import VerificationConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSpec:
+    """Everything a replica needs, picklable so Ray can ship it (and restart the actor from it)."""
+
+    teacher_factory: Callable[[], Teacher]
+    verification: VerificationConfig
+    filters: FiltersConfig
+    policy: SamplingPolicy
+    chat: ChatFormat
+
+
+@dataclass(frozen=True, slots=True)
+class ShardResult:
+    samples: pa.Table
+    dead_letter: pa.Table
+    completion_tokens: int
+    seconds: float
+
+
+class TeacherReplica:
+    def __init__(self, spec: ReplicaSpec) -> None:
+        self.teacher = spec.teacher_factory()
+        self.verifiers = VerifierPool(spec.verification)
+        self.sampler = RejectionSampler(
+            self.teacher, self.verifiers, build_filters(spec.filters), spec.policy, spec.chat
+        )
+        self.prompts_done = 0
+        self.samples = 0
+        self.accepted = 0
+
+    def ready(self) -> str:
+        return self.teacher.model
+
+    async def process_shard(self, prompts: pa.Table) -> ShardResult:
+        start = time.perf_counter()
+        tokens_before = self.sampler.completion_tokens
+        outcomes = await asyncio.gather(*(self._run(p) for p in from_table(prompts, Prompt)))
+        samples = [s for o in outcomes for s in o.samples]
+        dead = []
+        for outcome in outcomes:
+            if outcome.error is not None:
+                letter = dead_letter("generate", outcome.prompt.source, outcome.prompt.source_row, outcome.error,
+                                     {"prompt_id": outcome.prompt.id})
+                dead.append(letter.model_copy(update={"prompt_id": outcome.prompt.id}))
+        return ShardResult(
+            samples=to_table(samples, Generation),
+            dead_letter=to_table(dead, DeadLetter),
+            completion_tokens=self.sampler.completion_tokens - tokens_before,
+            seconds=time.perf_counter() - start,
+        )
+
+    async def _run(self, prompt: Prompt) -> PromptOutcome:
+        outcome = await self.sampler.run(prompt)
+        self.prompts_done += 1
+        self.samples += len(outcome.samples)
+        self.accepted += sum(s.accepted for s in outcome.samples)
+        return outcome
+
+    def stats(self) -> dict[str, int]:
+        """Live counters for the progress display (since this actor started)."""
+        return {
+            "prompts": self.prompts_done,
+            "samples": self.samples,
+            "accepted": self.accepted,
+            "completion_tokens": self.sampler.completion_tokens,
+        }
+
+    def shutdown(self) -> None:
+        self.verifiers.close()
+        self.teacher.close()

@@ -1,0 +1,176 @@
+"""The job file: YAML, validated by pydantic before anything loads.
+
+`load_job` turns every problem into one `JobFileError` whose message names the file, the key and
+the fix, e.g. `jobs/x.yaml: generation.max_round: unknown key; did you mean 'max_rounds'?`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from distillery.schemas.filter_config import FiltersConfig
+from distillery.schemas.teacher_config import Section, TeacherConfig
+from distillery.schemas.verifier_config import VerificationConfig
+
+
+class JobFileError(ValueError):
+    """An invalid job file; the message says where and how to fix it."""
+
+
+class FieldMap(Section):
+    """Which source column holds what. `None` means the source has no such column."""
+
+    problem: str = "problem"
+    answer: str | None = "answer"
+    domain: str | None = None
+    id: str | None = None
+    tests: str | None = None
+
+
+class SourceConfig(Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    format: Literal["jsonl", "parquet", "hf"]
+    path: str | None = Field(default=None, description="jsonl/parquet file or folder, relative to the job file")
+    dataset: str | None = Field(default=None, description="hf: a hub name or a local dataset folder")
+    subset: str | None = None
+    split: str = "train"
+    fields: FieldMap = Field(default_factory=FieldMap)
+    domain: str = Field(default="math", description="domain of rows without a domain field")
+    require_answer: bool = Field(default=True, description="rows without a gold answer are dead-lettered")
+    limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _location(self, info: ValidationInfo) -> SourceConfig:
+        if self.format in ("jsonl", "parquet"):
+            if not self.path:
+                raise ValueError(f"format {self.format!r} needs `path: FILE`")
+            if self.dataset:
+                raise ValueError("`dataset` is for format 'hf'; use `path` for files")
+            base = (info.context or {}).get("base_dir")
+            resolved = Path(base) / self.path if base else Path(self.path)
+            if not resolved.exists():
+                raise ValueError(f"file not found: {resolved} (paths are relative to the job file)")
+        elif not self.dataset:
+            raise ValueError("format 'hf' needs `dataset: NAME_OR_PATH`")
+        return self
+
+
+class GenerationConfig(Section):
+    teacher: str = Field(description="name of the teacher (a key of `teachers`) that samples prompts")
+    domain_teachers: dict[str, str] = Field(default_factory=dict, description="domain -> teacher override")
+    keep_per_prompt: int = Field(default=1, ge=1, description="correct samples kept per prompt")
+    max_rounds: int = Field(default=2, ge=1, description="sampling rounds per prompt (adaptive resampling)")
+    shard_size: int = Field(default=64, ge=1, description="prompts per unit of work (a resumable shard)")
+    shards_in_flight: int = Field(default=4, ge=1, description="shards each replica works on at once")
+
+
+class JobConfig(Section):
+    name: str = Field(min_length=1)
+    output: str | None = Field(default=None, description="run directory; `--output` overrides it")
+    sources: list[SourceConfig] = Field(min_length=1)
+    teachers: dict[str, TeacherConfig] = Field(min_length=1)
+    generation: GenerationConfig
+    verification: VerificationConfig = Field(default_factory=VerificationConfig)
+    filters: FiltersConfig = Field(default_factory=FiltersConfig)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {dupes}")
+        return sources
+
+    @model_validator(mode="after")
+    def _teacher_names(self) -> JobConfig:
+        known = sorted(self.teachers)
+        refs = {"generation.teacher": self.generation.teacher}
+        refs |= {f"generation.domain_teachers.{d}": t for d, t in self.generation.domain_teachers.items()}
+        for where, name in refs.items():
+            if name not in self.teachers:
+                hint = difflib.get_close_matches(name, known, n=1)
+                fix = f"did you mean {hint[0]!r}?" if hint else f"define it under `teachers:` (known: {known})"
+                raise ValueError(f"{where}: unknown teacher {name!r}; {fix}")
+        return self
+
+    def config_hash(self) -> str:
+        """What identifies the run's output: everything but where it is written."""
+        canonical = json.dumps(self.model_dump(mode="json", exclude={"output"}), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def teacher_for(self, domain: str) -> str:
+        return self.generation.domain_teachers.get(domain, self.generation.teacher)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed where an unknown key was found, by walking the models along `loc`."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
+            field = current.model_fields.get(part)
+            if field is None:
+                return []
+            current = field.annotation
+        import typing
+
+        while typing.get_origin(current) in (list, dict) or (
+            typing.get_args(current) and not (isinstance(current, type) and issubclass(current, BaseModel))
+        ):
+            args = [a for a in typing.get_args(current) if a is not type(None)]
+            if not args:
+                break
+            current = args[-1]
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = tuple(err["loc"])
+    where = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+    where = where or "(top level)"
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(JobConfig, loc)
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        fix = f"did you mean {hint[0]!r}?" if hint else f"allowed keys: {', '.join(allowed)}"
+        return f"{where}: unknown key; {fix}"
+    if err["type"] == "missing":
+        return f"{where}: required key is missing; add it"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] not in ("value_error", "assertion_error") and "input" in err:
+        msg += f" (got {err['input']!r})"
+    return f"{where}: {msg}"
+
+
+def parse_job(data: Any, *, base_dir: Path, origin: str) -> JobConfig:
+    if not isinstance(data, dict):
+        raise JobFileError(f"{origin}: the job file must be a YAML mapping of keys (name, sources, ...)")
+    try:
+        return JobConfig.model_validate(data, context={"base_dir": str(base_dir)})
+    except ValidationError as exc:
+        lines = [_format_error(e) for e in exc.errors()]
+        raise JobFileError(f"{origin}: invalid job file\n  " + "\n  ".join(lines)) from None
+
+
+def load_job(path: str | Path) -> JobConfig:
+    """Read and validate a job file. Relative paths in it are relative to the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise JobFileError(f"{path}: no such job file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise JobFileError(f"{path}: not valid YAML: {exc}") from None
+    return parse_job(data, base_dir=path.resolve().parent, origin=str(path))
+
+
+def job_base_dir(job_path: str | Path) -> Path:
+    return Path(job_path).resolve().parent
