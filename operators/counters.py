@@ -30,5 +30,10 @@ class OperatorCounters:
         self.reasons.update(other.reasons)
 
     def as_dict(self) -> dict[str, object]:
-        return {"name": self.name, "seen": self.seen, "kept": self.kept, "dropped": self.dropped,
-                "reasons": dict(self.reasons)}
+        return {
+            "name": self.name,
+            "seen": self.seen,
+            "kept": self.kept,
+            "dropped": self.dropped,
+            "reasons": dict(self.reasons),
+        }

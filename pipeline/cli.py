@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from distillery.pipeline import dedup_command, verify_command
 from distillery.pipeline.run_dir import RunDirectoryError
 from distillery.schemas.job import JobFileError, load_job
 
@@ -14,8 +15,10 @@ from distillery.schemas.job import JobFileError, load_job
 def _validate(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     teachers = ", ".join(f"{n} ({t.model})" for n, t in job.teachers.items())
-    print(f"{args.job}: valid. job {job.name!r}, {len(job.sources)} source(s), teachers: {teachers}; "
-          f"config hash {job.config_hash()}")
+    print(
+        f"{args.job}: valid. job {job.name!r}, {len(job.sources)} source(s), teachers: {teachers}; "
+        f"config hash {job.config_hash()}"
+    )
     return 0
 
 
@@ -73,13 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("run_dir", type=Path)
     inspect.add_argument("sql", nargs="?")
     inspect.set_defaults(func=_inspect)
+
+    verify_command.add_parser(sub)
+    dedup_command.add_decontam_parser(sub)
+    dedup_command.add_dedup_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args))
     except JobFileError as exc:

@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from distillery.operators.select.general_policy import GENERAL_DOMAIN, GeneralPolicy
 from distillery.operators.select.rejection import ChatFormat
 from distillery.operators.writers.parquet import write_parquet_atomic
 from distillery.operators.writers.sft import pass_rates, sft_record
 from distillery.pipeline.run_dir import RunDirectory
 from distillery.schemas.arrow import from_table, to_table
 from distillery.schemas.job import JobConfig
-from distillery.schemas.records import Generation, Prompt, SFTRecord
-
-GENERAL_DOMAIN = "general"
+from distillery.schemas.records import Generation, Kind, Prompt, SFTRecord
 
 
 def split_of(domain: str) -> str:
@@ -37,6 +36,7 @@ def build_dataset(job: JobConfig, run: RunDirectory, excluded_samples: set[str] 
         name: ChatFormat(prompt_template=t.prompt_template, system_prompt=t.system_prompt)
         for name, t in job.teachers.items()
     }
+    general = GeneralPolicy(job.general)
     for samples_file in sorted(p for p in run.samples.glob("*.parquet") if not p.name.startswith(".")):
         shard = samples_file.stem.split("-")[0] + "-" + samples_file.stem.split("-")[1]
         prompts = {p.id: p for p in from_table(pq.read_table(run.prompts / f"{shard}.parquet"), Prompt)}
@@ -47,8 +47,17 @@ def build_dataset(job: JobConfig, run: RunDirectory, excluded_samples: set[str] 
             if not sample.selected or sample.id in excluded:
                 continue
             split = split_of(sample.domain)
-            record = sft_record(prompts[sample.prompt_id], sample, chats[sample.teacher], rates[sample.prompt_id],
-                                config_hash, kind="shortcut")
+            prompt = prompts[sample.prompt_id]
+            chat: ChatFormat = chats[sample.teacher]
+            kind: Kind = "shortcut"
+            if general.applies(prompt):
+                # The user turn as the general policy put it to the teacher; its instruction to think
+                # (a system prompt) is not part of the row.
+                chat, kind = general.chat(chat, prompt), general.row_kind(prompt, sample)
+                if kind == "no_cot":
+                    # A no-CoT row holds no reasoning, even where a reasoning teacher thought anyway.
+                    sample = sample.model_copy(update={"reasoning": ""})
+            record = sft_record(prompt, sample, chat, rates[sample.prompt_id], config_hash, kind=kind)
             rows.setdefault(split, []).append(record)
             counts.setdefault(split, Counter())[sample.domain] += 1
         for split, records in rows.items():
@@ -68,8 +77,13 @@ def llama_factory_info(name: str, splits: list[str]) -> dict[str, object]:
             "file_name": split,
             "formatting": "sharegpt",
             "columns": {"messages": "messages"},
-            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                     "assistant_tag": "assistant", "system_tag": "system"},
+            "tags": {
+                "role_tag": "role",
+                "content_tag": "content",
+                "user_tag": "user",
+                "assistant_tag": "assistant",
+                "system_tag": "system",
+            },
         }
         for split in sorted(splits)
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,12 +102,19 @@ class GenerationStage:
         overrides = engine_overrides(config, gpus)
         if overrides:
             config = config.model_copy(update={"engine_kwargs": {**overrides, **config.engine_kwargs}})
+        judge = self.job.judge
+        judge_factory = None
+        if judge is not None and judge.teacher != name:
+            judge_factory = self.teacher_factory(judge.teacher, self.job.teachers[judge.teacher])
         return ReplicaSpec(
             teacher_factory=self.teacher_factory(name, config),
             verification=self.job.verification,
             filters=self.job.filters,
             policy=SamplingPolicy(self.job.generation.keep_per_prompt, self.job.generation.max_rounds),
             chat=ChatFormat(prompt_template=config.prompt_template, system_prompt=config.system_prompt),
+            judge=judge,
+            judge_teacher_factory=judge_factory,
+            general=self.job.general,
         )
 
     def _start_replicas(self, teachers: set[str]) -> None:
@@ -118,7 +126,9 @@ class GenerationStage:
             handles = []
             for _ in range(config.replicas):
                 options = replica_options(config, gpus)
-                handles.append(actor_class.options(max_restarts=MAX_ATTEMPTS, max_concurrency=1000, **options).remote(spec))
+                handles.append(
+                    actor_class.options(max_restarts=MAX_ATTEMPTS, max_concurrency=1000, **options).remote(spec)
+                )
             self.replicas[name] = handles
         # Wait for every engine to load before timing anything; a failed load raises here, clearly.
         ray.get([h.ready.remote() for hs in self.replicas.values() for h in hs])
@@ -143,6 +153,8 @@ class GenerationStage:
         tally = GenerationTally(baseline=_baseline(self.run_dir))
         stats_refs: dict[ray.ObjectRef, str] = {}
         finished = 0
+        completion_tokens = 0
+        started = time.perf_counter()
         capacity = self.job.generation.shards_in_flight
         with RunProgress(todo + done, done) as progress:
             while any(pending.values()) or in_flight:
@@ -168,10 +180,19 @@ class GenerationStage:
                         continue
                     self._write(unit, result)
                     finished += unit.prompts.num_rows
+                    completion_tokens += result.completion_tokens
                 self._poll_stats(stats_refs, tally)
                 progress.update(done + finished, tally)
             progress.update(done + finished, tally)
-        return {"prompts_generated": finished, "prompts_already_done": done}
+        # Engine loading is excluded: replicas were ready before the clock started.
+        seconds = time.perf_counter() - started
+        return {
+            "prompts_generated": finished,
+            "prompts_already_done": done,
+            "completion_tokens": completion_tokens,
+            "seconds": round(seconds, 3),
+            "tokens_per_second": round(completion_tokens / seconds, 2),
+        }
 
     def _poll_stats(self, stats_refs: dict[ray.ObjectRef, str], tally: GenerationTally) -> None:
         if stats_refs:

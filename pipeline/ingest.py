@@ -58,7 +58,11 @@ def run_ingest(job: JobConfig, base_dir: Path, run: RunDirectory) -> list[Operat
             if built.id in first_row:
                 src, first = first_row[built.id]
                 duplicates.drop("duplicate")
-                dead.append(dead_letter("ingest", source.name, number, f"duplicate of {src} row {first} (same normalized text)", row))
+                dead.append(
+                    dead_letter(
+                        "ingest", source.name, number, f"duplicate of {src} row {first} (same normalized text)", row
+                    )
+                )
                 continue
             duplicates.keep()
             first_row[built.id] = (source.name, number)
@@ -70,8 +74,12 @@ def run_ingest(job: JobConfig, base_dir: Path, run: RunDirectory) -> list[Operat
     if buffer or not shards:
         flush()
     write_parquet_atomic(to_table(dead, DeadLetter), run.dead_letter / "ingest.parquet")
-    manifest = {"shards": shards, "prompts": len(first_row), "dead_letter": len(dead),
-                "sources": [c.as_dict() for c in counters]}
+    manifest = {
+        "shards": shards,
+        "prompts": len(first_row),
+        "dead_letter": len(dead),
+        "sources": [c.as_dict() for c in counters],
+    }
     tmp = run.manifest.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(run.manifest)

@@ -14,14 +14,21 @@ VIEWS = {
 }
 
 EXAMPLES = [
-    ("acceptance by source and domain",
-     "SELECT source, domain, count(*) AS samples, avg(accepted::int) AS acceptance FROM samples GROUP BY ALL ORDER BY ALL"),
-    ("why samples were rejected",
-     "SELECT split_part(rejection_reason, ':', 1) AS reason, count(*) AS n FROM samples "
-     "WHERE NOT selected GROUP BY ALL ORDER BY n DESC"),
+    (
+        "acceptance by source and domain",
+        "SELECT source, domain, count(*) AS samples, avg(accepted::int) AS acceptance "
+        "FROM samples GROUP BY ALL ORDER BY ALL",
+    ),
+    (
+        "why samples were rejected",
+        "SELECT split_part(rejection_reason, ':', 1) AS reason, count(*) AS n FROM samples "
+        "WHERE NOT selected GROUP BY ALL ORDER BY n DESC",
+    ),
     ("inputs that never became prompts", "SELECT stage, source, row, reason FROM dead_letter ORDER BY ALL LIMIT 20"),
-    ("a dataset row with its prompt",
-     "SELECT d.id, p.problem, d.answer, d.pass_rate FROM dataset d JOIN prompts p ON p.id = d.prompt_id LIMIT 5"),
+    (
+        "a dataset row with its prompt",
+        "SELECT d.id, p.problem, d.answer, d.pass_rate FROM dataset d JOIN prompts p ON p.id = d.prompt_id LIMIT 5",
+    ),
 ]
 
 
@@ -31,8 +38,11 @@ def connect(run_dir: Path) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
         raise FileNotFoundError(f"{run_dir} is not a distillery run directory (no config_hash)")
     con = duckdb.connect()
     made = []
-    extra = {p.name: f"{p.name}/*.parquet" for p in sorted(run_dir.iterdir())
-             if p.is_dir() and not p.name.startswith(".") and p.name not in VIEWS and any(p.glob("*.parquet"))}
+    extra = {
+        p.name: f"{p.name}/*.parquet"
+        for p in sorted(run_dir.iterdir())
+        if p.is_dir() and not p.name.startswith(".") and p.name not in VIEWS and any(p.glob("*.parquet"))
+    }
     for view, pattern in {**VIEWS, **extra}.items():
         files = sorted(f for f in run_dir.glob(pattern) if not f.name.startswith("."))
         if not files:

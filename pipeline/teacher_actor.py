@@ -10,17 +10,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 from distillery.operators.filters.registry import build_filters
+from distillery.operators.select.general_policy import GeneralPolicy
 from distillery.operators.select.rejection import ChatFormat, PromptOutcome, RejectionSampler, SamplingPolicy
 from distillery.operators.sources.rows import dead_letter
 from distillery.operators.teachers.base import Teacher
+from distillery.operators.verifiers.judge import LLMJudge
 from distillery.operators.verifiers.pool import VerifierPool
 from distillery.schemas.arrow import from_table, to_table
 from distillery.schemas.filter_config import FiltersConfig
+from distillery.schemas.general_config import GeneralConfig
+from distillery.schemas.judge_config import JudgeConfig
 from distillery.schemas.records import DeadLetter, Generation, Prompt
 from distillery.schemas.verifier_config import VerificationConfig
 
@@ -34,6 +38,10 @@ class ReplicaSpec:
     filters: FiltersConfig
     policy: SamplingPolicy
     chat: ChatFormat
+    judge: JudgeConfig | None = None
+    judge_teacher_factory: Callable[[], Teacher] | None = None
+    """The judge's own teacher; None when the judge is this replica's teacher (one engine serves both)."""
+    general: GeneralConfig = field(default_factory=GeneralConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +55,20 @@ class ShardResult:
 class TeacherReplica:
     def __init__(self, spec: ReplicaSpec) -> None:
         self.teacher = spec.teacher_factory()
+        self.judge_teacher = spec.judge_teacher_factory() if spec.judge_teacher_factory is not None else None
         self.verifiers = VerifierPool(spec.verification)
+        general = GeneralPolicy(spec.general)
+        judge = None
+        if spec.judge is not None:
+            judge = LLMJudge(self.judge_teacher or self.teacher, spec.judge, min_score=spec.general.min_score)
         self.sampler = RejectionSampler(
-            self.teacher, self.verifiers, build_filters(spec.filters), spec.policy, spec.chat
+            self.teacher,
+            self.verifiers,
+            build_filters(spec.filters, general.answers_directly),
+            spec.policy,
+            spec.chat,
+            judge=judge,
+            general=general,
         )
         self.prompts_done = 0
         self.samples = 0
@@ -66,8 +85,13 @@ class TeacherReplica:
         dead = []
         for outcome in outcomes:
             if outcome.error is not None:
-                letter = dead_letter("generate", outcome.prompt.source, outcome.prompt.source_row, outcome.error,
-                                     {"prompt_id": outcome.prompt.id})
+                letter = dead_letter(
+                    "generate",
+                    outcome.prompt.source,
+                    outcome.prompt.source_row,
+                    outcome.error,
+                    {"prompt_id": outcome.prompt.id},
+                )
                 dead.append(letter.model_copy(update={"prompt_id": outcome.prompt.id}))
         return ShardResult(
             samples=to_table(samples, Generation),
@@ -95,3 +119,5 @@ class TeacherReplica:
     def shutdown(self) -> None:
         self.verifiers.close()
         self.teacher.close()
+        if self.judge_teacher is not None:
+            self.judge_teacher.close()

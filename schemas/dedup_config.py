@@ -17,7 +17,7 @@ from pydantic import Field, ValidationInfo, model_validator
 from distillery.schemas.teacher_config import Section
 
 BUNDLED_EMBEDDER = "bundled:all-minilm-l6-v2"
-LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _HUB_NAME = re.compile(r"^(?P<name>[\w.\-]+(?:/[\w.\-]+)?)(?:#(?P<subset>[\w.\-]+))?(?:@(?P<split>[\w.\-\[\]:%+]+))?$")
 _FORCED_HUB_NAME = re.compile(r"^(?P<name>[^#@]+)(?:#(?P<subset>[\w.\-]+))?(?:@(?P<split>[\w.\-\[\]:%+]+))?$")
@@ -41,7 +41,7 @@ class VectorSearchConfig(Section):
         default=20_000, ge=1, description="up to this many vectors one exact faiss index; past it, k-means clusters"
     )
     rows_per_cluster: int = Field(default=1000, ge=16, description="mean cluster size of the clustered search")
-    probes: int = Field(default=3, ge=1, description="nearest clusters each vector is compared with")
+    probes: int = Field(default=4, ge=1, description="nearest clusters whose members each vector is compared with")
     max_neighbors: int = Field(default=32, ge=1, description="earlier neighbours kept per vector")
     seed: int = 0
 
@@ -72,12 +72,16 @@ class DedupConfig(Section):
 
 class BenchmarkConfig(Section):
     name: str | None = Field(default=None, description="how audit rows name it; default: file stem or dataset")
-    path: str | None = Field(default=None, description="JSONL/Parquet file (or folder of Parquet), relative to the job file")
+    path: str | None = Field(
+        default=None, description="JSONL/Parquet file (or folder of Parquet), relative to the job file"
+    )
     dataset: str | None = Field(default=None, description="Hugging Face dataset name")
     subset: str | None = None
     split: str = "test"
     field: str | None = Field(default=None, description="text field; default: problem, question or prompt")
-    id_field: str | None = Field(default=None, description="item id field; default: id, idx, unique_id or the row number")
+    id_field: str | None = Field(
+        default=None, description="item id field; default: id, idx, unique_id or the row number"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -103,7 +107,7 @@ class BenchmarkConfig(Section):
         if self.name:
             return self.name
         if self.path is not None:
-            return Path(self.path).name.split(".")[0]
+            return Path(self.path).name.split(".")[0] or self.path
         return str(self.dataset) + (f"#{self.subset}" if self.subset else "")
 
 
@@ -146,7 +150,10 @@ class NgramDetectorConfig(Section):
     n: int = Field(default=8, ge=1, description="words per n-gram (8 as in s1 and open-r1)")
     min_shared: int = Field(default=1, ge=1, description="shared n-grams that make a hit")
     min_share: float | None = Field(
-        default=None, gt=0.0, le=1.0, description="or: this share of the benchmark item's n-grams (overrides min_shared)"
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="or: this share of the benchmark item's n-grams (overrides min_shared)",
     )
 
 

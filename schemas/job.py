@@ -9,13 +9,18 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
+from distillery.schemas.dedup_config import DecontaminationConfig, DedupConfig
 from distillery.schemas.filter_config import FiltersConfig
+from distillery.schemas.general_config import GeneralConfig
+from distillery.schemas.judge_config import JudgeConfig, judge_placement_error
 from distillery.schemas.teacher_config import Section, TeacherConfig
 from distillery.schemas.verifier_config import VerificationConfig
 
@@ -79,6 +84,10 @@ class JobConfig(Section):
     generation: GenerationConfig
     verification: VerificationConfig = Field(default_factory=VerificationConfig)
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
+    judge: JudgeConfig | None = Field(default=None, description="the LLM judge (schemas/judge_config.py)")
+    general: GeneralConfig = Field(default_factory=GeneralConfig, description="the general (non-reasoning) split")
 
     @field_validator("sources")
     @classmethod
@@ -94,52 +103,87 @@ class JobConfig(Section):
         known = sorted(self.teachers)
         refs = {"generation.teacher": self.generation.teacher}
         refs |= {f"generation.domain_teachers.{d}": t for d, t in self.generation.domain_teachers.items()}
+        if self.judge is not None:
+            refs["judge.teacher"] = self.judge.teacher
         for where, name in refs.items():
             if name not in self.teachers:
                 hint = difflib.get_close_matches(name, known, n=1)
                 fix = f"did you mean {hint[0]!r}?" if hint else f"define it under `teachers:` (known: {known})"
                 raise ValueError(f"{where}: unknown teacher {name!r}; {fix}")
+        if self.judge is not None:
+            generating = {self.generation.teacher, *self.generation.domain_teachers.values()}
+            problem = judge_placement_error(self.judge, self.teachers, generating)
+            if problem:
+                raise ValueError(problem)
         return self
 
+    _written: dict[str, Any] | None = PrivateAttr(default=None)
+
     def config_hash(self) -> str:
-        """What identifies the run's output: everything but where it is written."""
-        canonical = json.dumps(self.model_dump(mode="json", exclude={"output"}), sort_keys=True)
+        """What identifies the run's output: the job as written, less where it is written.
+
+        Hashing what the user wrote (not every resolved default) means a distillery upgrade that
+        adds a setting does not orphan a multi-day run; a changed job file still changes the hash.
+        """
+        written = self._written if self._written is not None else self.model_dump(mode="json")
+        canonical = json.dumps({k: v for k, v in written.items() if k != "output"}, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def teacher_for(self, domain: str) -> str:
         return self.generation.domain_teachers.get(domain, self.generation.teacher)
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The keys allowed where an unknown key was found, by walking the models along `loc`."""
+def _members(annotation: Any) -> list[Any]:
+    """What an annotation may hold: Annotated and Optional unwrapped, unions flattened."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for a in typing.get_args(annotation) if a is not type(None) for m in _members(a)]
+    return [annotation]
+
+
+def _is_tag(model: Any, part: Any) -> bool:
+    """`part` is the tag of a member of a discriminated union (a field fixed to one Literal value)."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return False
+    return any(
+        typing.get_origin(f.annotation) is Literal and typing.get_args(f.annotation) == (part,)
+        for f in model.model_fields.values()
+    )
+
+
+def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[Any], list[str]]:
+    """Follow an error's `loc` through the models: (the path to show, with the tags pydantic adds for
+    discriminated unions left out; the keys allowed where the path ends)."""
+    shown: list[Any] = []
     current: Any = model
     for part in loc[:-1]:
-        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
-            field = current.model_fields.get(part)
-            if field is None:
-                return []
-            current = field.annotation
-        import typing
-
-        while typing.get_origin(current) in (list, dict) or (
-            typing.get_args(current) and not (isinstance(current, type) and issubclass(current, BaseModel))
-        ):
-            args = [a for a in typing.get_args(current) if a is not type(None)]
-            if not args:
-                break
-            current = args[-1]
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
+        members = _members(current)
+        tagged = [m for m in members if _is_tag(m, part)] if len(members) > 1 else []
+        if tagged:
+            current = tagged[0]
+            continue
+        shown.append(part)
+        node = members[0] if len(members) == 1 else None
+        if typing.get_origin(node) in (list, dict):
+            current = typing.get_args(node)[-1]
+        elif isinstance(node, type) and issubclass(node, BaseModel) and part in node.model_fields:
+            current = node.model_fields[part].annotation
+        else:
+            current = None
+    shown.extend(loc[-1:])
+    members = _members(current)
+    node = members[0] if len(members) == 1 else None
+    allowed = list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
+    return shown, allowed
 
 
 def _format_error(err: dict[str, Any]) -> str:
-    loc = tuple(err["loc"])
-    where = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+    shown, allowed = _walk(JobConfig, tuple(err["loc"]))
+    where = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in shown).replace(".[", "[")
     where = where or "(top level)"
     if err["type"] == "extra_forbidden":
-        allowed = _allowed_keys(JobConfig, loc)
-        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = difflib.get_close_matches(str(shown[-1]), allowed, n=1)
         fix = f"did you mean {hint[0]!r}?" if hint else f"allowed keys: {', '.join(allowed)}"
         return f"{where}: unknown key; {fix}"
     if err["type"] == "missing":
@@ -154,10 +198,12 @@ def parse_job(data: Any, *, base_dir: Path, origin: str) -> JobConfig:
     if not isinstance(data, dict):
         raise JobFileError(f"{origin}: the job file must be a YAML mapping of keys (name, sources, ...)")
     try:
-        return JobConfig.model_validate(data, context={"base_dir": str(base_dir)})
+        job = JobConfig.model_validate(data, context={"base_dir": str(base_dir)})
     except ValidationError as exc:
         lines = [_format_error(e) for e in exc.errors()]
         raise JobFileError(f"{origin}: invalid job file\n  " + "\n  ".join(lines)) from None
+    job._written = data
+    return job
 
 
 def load_job(path: str | Path) -> JobConfig:

@@ -14,9 +14,9 @@ verification:
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 
 from distillery.schemas.teacher_config import Section
 
@@ -62,11 +62,13 @@ class CodeVerifierConfig(Section):
         default=False, description="let programs import the interpreter's site-packages (slower start)"
     )
 
-    @model_validator(mode="after")
-    def _timeouts(self) -> CodeVerifierConfig:
-        if self.test_timeout_s > self.timeout_s:
-            raise ValueError(f"test_timeout_s ({self.test_timeout_s:g}) exceeds timeout_s ({self.timeout_s:g})")
-        return self
+    @field_validator("timeout_s")
+    @classmethod
+    def _covers_one_test(cls, timeout_s: float, info: ValidationInfo) -> float:
+        test_timeout_s = info.data.get("test_timeout_s")
+        if test_timeout_s is not None and test_timeout_s > timeout_s:
+            raise ValueError(f"must be at least test_timeout_s ({test_timeout_s:g}), got {timeout_s:g}")
+        return timeout_s
 
 
 class ChoiceVerifierConfig(Section):
@@ -88,9 +90,20 @@ class ExactVerifierConfig(Section):
     )
 
 
+def _verifier_type(value: Any) -> Any:
+    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+
+
 VerifierConfig = Annotated[
-    MathVerifierConfig | CodeVerifierConfig | ChoiceVerifierConfig | ExactVerifierConfig,
-    Field(discriminator="type"),
+    Annotated[MathVerifierConfig, Tag("math")]
+    | Annotated[CodeVerifierConfig, Tag("code")]
+    | Annotated[ChoiceVerifierConfig, Tag("choice")]
+    | Annotated[ExactVerifierConfig, Tag("exact")],
+    Discriminator(
+        _verifier_type,
+        custom_error_type="verifier_type",
+        custom_error_message="needs `type:` math, code, choice or exact",
+    ),
 ]
 
 

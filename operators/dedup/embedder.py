@@ -65,9 +65,7 @@ class Embedder:
 
         self.device = pick_device(self.config.device)
         try:
-            self.model: Any = SentenceTransformer(
-                path, device=self.device, local_files_only=self.config.offline
-            )
+            self.model: Any = SentenceTransformer(path, device=self.device, local_files_only=self.config.offline)
         except OSError as exc:
             hint = " (offline: it must be a local folder or in the HF cache; set offline: false to download)"
             raise EmbedderError(f"cannot load embedding model {self.config.model!r}: {exc}{hint}") from exc

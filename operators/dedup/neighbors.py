@@ -15,7 +15,7 @@ near-identical rows costs bounded memory instead of a quadratic number of pairs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import faiss
@@ -110,16 +110,10 @@ class NeighborSearch:
         clusters = max(2, round(n / self.config.rows_per_cluster))
         self.plan = f"clustered(k={clusters}, probes={self.config.probes})"
         assignment = self._assign(vectors, clusters)
-        primary = assignment[:, 0]
-        members_order = np.argsort(primary, kind="stable")
-        member_bounds = np.searchsorted(primary[members_order], np.arange(clusters + 1))
-        probed = assignment.ravel()
-        probe_order = np.argsort(probed, kind="stable")
-        probe_bounds = np.searchsorted(probed[probe_order], np.arange(clusters + 1))
-        probe_rows = probe_order // assignment.shape[1]
+        members_of = _cluster_lists(assignment[:, :1], clusters)
+        queries_of = _cluster_lists(assignment, clusters)
         for cluster in range(clusters):
-            members = members_order[member_bounds[cluster] : member_bounds[cluster + 1]]
-            queries = probe_rows[probe_bounds[cluster] : probe_bounds[cluster + 1]]
+            members, queries = members_of(cluster), queries_of(cluster)
             if len(members) and len(queries):
                 yield from _range_pairs(vectors[queries], queries, vectors[members], members, threshold)
 
@@ -130,17 +124,22 @@ class NeighborSearch:
         sample_size = min(n, clusters * _TRAIN_POINTS_PER_CLUSTER)
         sample = vectors[np.sort(rng.choice(n, size=sample_size, replace=False))]
         kmeans = faiss.Kmeans(
-            dim, clusters, niter=_KMEANS_ITERATIONS, seed=self.config.seed, spherical=True,
-            max_points_per_centroid=_TRAIN_POINTS_PER_CLUSTER, verbose=False,
+            dim,
+            clusters,
+            niter=_KMEANS_ITERATIONS,
+            seed=self.config.seed,
+            spherical=True,
+            max_points_per_centroid=_TRAIN_POINTS_PER_CLUSTER,
+            verbose=False,
         )
         kmeans.train(sample)
         centroids = faiss.IndexFlatIP(dim)
         centroids.add(kmeans.centroids)
-        probes = min(self.config.probes, clusters)
-        assignment = np.empty((n, probes), dtype=np.int64)
+        nearest = min(self.config.probes, clusters)
+        assignment = np.empty((n, nearest), dtype=np.int64)
         step = 1 << 16
         for start in range(0, n, step):
-            _, assignment[start : start + step] = centroids.search(vectors[start : start + step], probes)
+            _, assignment[start : start + step] = centroids.search(vectors[start : start + step], nearest)
         return assignment
 
     @staticmethod
@@ -177,6 +176,15 @@ class NeighborSearch:
         position = np.arange(len(item)) - np.repeat(starts, np.diff(np.r_[starts, len(item)]))
         keep = order[position < self.config.max_neighbors]
         return NeighborLinks(links.item[keep], links.earlier[keep], links.score[keep])
+
+
+def _cluster_lists(assignment: np.ndarray, clusters: int) -> Callable[[int], np.ndarray]:
+    """cluster -> the rows assigned to it (a row may be in several: one per column)."""
+    flat = assignment.ravel()
+    order = np.argsort(flat, kind="stable")
+    bounds = np.searchsorted(flat[order], np.arange(clusters + 1))
+    rows = order // assignment.shape[1]
+    return lambda cluster: rows[bounds[cluster] : bounds[cluster + 1]]
 
 
 def _range_pairs(

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 from distillery.operators.counters import OperatorCounters
 from distillery.operators.filters.base import SampleFilter
+from distillery.operators.select.general_policy import GENERAL_DOMAIN, GeneralPolicy
 from distillery.operators.teachers.base import Completion, Teacher
 from distillery.operators.teachers.think_split import split_think
+from distillery.operators.verifiers.judge import LLMJudge
 from distillery.operators.verifiers.pool import VerifierPool
 from distillery.schemas.records import FilterResult, Generation, Prompt, Verdict, generation_id, request_seed
 
@@ -47,6 +49,10 @@ class PromptOutcome:
     """Set when a request failed; the samples drawn before it are kept."""
 
 
+# How the verifier pool marks a prompt whose gold answer its verifier cannot parse.
+GOLD_ERROR_PREFIX = "gold:"
+
+
 def rejection_reason(verdicts: list[Verdict], filters: list[FilterResult]) -> str | None:
     """The first reason a sample is not accepted, or None when it is."""
     for result in filters:
@@ -69,12 +75,19 @@ class RejectionSampler:
         filters: list[SampleFilter],
         policy: SamplingPolicy,
         chat: ChatFormat,
+        *,
+        judge: LLMJudge | None = None,
+        general: GeneralPolicy | None = None,
     ) -> None:
+        """`judge` decides where rules cannot (see JudgeConfig); `general` puts general-domain prompts
+        to the teacher with or without a chain of thought."""
         self.teacher = teacher
         self.verifiers = verifiers
         self.filters = filters
         self.policy = policy
         self.chat = chat
+        self.judge = judge
+        self.general = general
         self.counters = OperatorCounters("rejection_sampling")
         self.completion_tokens = 0
 
@@ -104,17 +117,56 @@ class RejectionSampler:
             finish_reason=out.finish_reason,
         )
 
-    async def _judge(self, prompt: Prompt, sample: Generation) -> Generation:
-        verdict = await self.verifiers.verify(prompt.domain, prompt.answer, prompt.tests, sample.answer)
+    async def _assess(self, prompt: Prompt, sample: Generation) -> Generation:
         filters = [f.apply(prompt, sample) for f in self.filters]
-        reason = rejection_reason([verdict], filters)
+        verdicts, deciding = await self._verify(prompt, sample, judge=all(f.keep for f in filters))
+        reason = rejection_reason(deciding, filters)
         return sample.model_copy(
-            update={"verdicts": [verdict], "filters": filters, "accepted": reason is None, "rejection_reason": reason}
+            update={"verdicts": verdicts, "filters": filters, "accepted": reason is None, "rejection_reason": reason}
         )
+
+    def _judged_domain(self, domain: str) -> bool:
+        """A domain the judge decides alone: no rule verifier, and general or listed for the judge."""
+        if self.judge is None or self.verifiers.has_verifier(domain):
+            return False
+        return domain == GENERAL_DOMAIN or domain in self.judge.config.domains
+
+    async def _verify(self, prompt: Prompt, sample: Generation, judge: bool) -> tuple[list[Verdict], list[Verdict]]:
+        """(every verdict, the verdicts that decide acceptance). The judge is asked only about
+        samples the filters kept: each question costs a teacher request."""
+        if self._judged_domain(prompt.domain):
+            assert self.judge is not None
+            if not judge:
+                return [], []
+            if prompt.domain == GENERAL_DOMAIN:
+                verdict = await self.judge.score(prompt, sample.answer, sample.id)
+            else:
+                verdict = await self.judge.match(prompt, sample.answer, sample.id)
+            return [verdict], [verdict]
+        rule = await self.verifiers.verify(prompt.domain, prompt.answer, prompt.tests, sample.answer)
+        if self.judge is None or not judge:
+            return [rule], [rule]
+        config = self.judge.config
+        if config.unparseable_gold and rule.verdict == "invalid" and rule.detail.startswith(GOLD_ERROR_PREFIX):
+            verdict = await self.judge.match(prompt, sample.answer, sample.id)
+            return [rule, verdict], [verdict]
+        if config.second_opinion == "confirm" and rule.verdict == "correct":
+            verdict = await self.judge.match(prompt, sample.answer, sample.id)
+            return [rule, verdict], [rule, verdict]
+        if config.second_opinion == "rescue" and rule.verdict == "incorrect":
+            verdict = await self.judge.match(prompt, sample.answer, sample.id)
+            return [rule, verdict], [verdict]
+        return [rule], [rule]
+
+    def messages(self, prompt: Prompt) -> list[dict[str, str]]:
+        """The teacher's chat for a prompt; general prompts as the general policy puts them."""
+        if self.general is not None and self.general.applies(prompt):
+            return self.general.chat(self.chat, prompt).messages(prompt)
+        return self.chat.messages(prompt)
 
     async def run(self, prompt: Prompt) -> PromptOutcome:
         outcome = PromptOutcome(prompt)
-        messages = self.chat.messages(prompt)
+        messages = self.messages(prompt)
         accepted = 0
         for round_ in range(self.policy.max_rounds):
             seed = request_seed(self.teacher.sampling.seed, prompt.id, round_)
@@ -126,7 +178,7 @@ class RejectionSampler:
                 break
             drawn = [self._generation(prompt, round_, seed, response.prompt_tokens, c) for c in response.completions]
             self.completion_tokens += sum(s.completion_tokens for s in drawn)
-            judged = await asyncio.gather(*(self._judge(prompt, s) for s in drawn))
+            judged = await asyncio.gather(*(self._assess(prompt, s) for s in drawn))
             outcome.samples.extend(judged)
             accepted += sum(s.accepted for s in judged)
             if accepted >= self.policy.keep_per_prompt:
@@ -151,4 +203,3 @@ class RejectionSampler:
                 sample = sample.model_copy(update={"rejection_reason": "surplus: keep_per_prompt reached"})
             marked.append(sample)
         return marked
-

@@ -44,9 +44,18 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, RawRow]]:
                 try:
                     yield number, json.loads(line.decode("utf-8"))
                 except UnicodeDecodeError as exc:
-                    yield number, RowReadError(f"{file.name}: undecodable text: {exc}", line[:200].decode("utf-8", "replace"))
+                    yield (
+                        number,
+                        RowReadError(f"{file.name}: undecodable text: {exc}", line[:200].decode("utf-8", "replace")),
+                    )
                 except json.JSONDecodeError as exc:
-                    yield number, RowReadError(f"{file.name}: invalid JSON: {exc.msg} at column {exc.colno}", line[:200].decode("utf-8", "replace"))
+                    yield (
+                        number,
+                        RowReadError(
+                            f"{file.name}: invalid JSON: {exc.msg} at column {exc.colno}",
+                            line[:200].decode("utf-8", "replace"),
+                        ),
+                    )
                 number += 1
 
 
@@ -71,8 +80,7 @@ def read_hf(config: SourceConfig, base_dir: Path) -> Iterator[tuple[int, RawRow]
         # A hub name, or a local folder of data files: load_dataset handles both, streaming.
         name = str(local) if local.exists() else config.dataset
         data = datasets.load_dataset(name, config.subset, split=config.split, streaming=True)
-    for number, row in enumerate(data):
-        yield number, row
+    yield from enumerate(data)
 
 
 def read_source(config: SourceConfig, base_dir: Path) -> Iterator[tuple[int, RawRow]]:
@@ -83,7 +91,10 @@ def read_source(config: SourceConfig, base_dir: Path) -> Iterator[tuple[int, Raw
         rows = read_parquet(base_dir / str(config.path))
     else:
         rows = read_hf(config, base_dir)
+    if config.limit is None:
+        yield from rows
+        return
     for number, row in rows:
-        if config.limit is not None and number >= config.limit:
+        if number >= config.limit:
             return
         yield number, row

@@ -79,7 +79,9 @@ class PromptBuilder:
         fields = self.source.fields
         problem = _text(row, fields.problem, "problem", required=True)
         assert problem is not None
-        answer = _text(row, fields.answer, "gold answer", required=self.source.require_answer) if fields.answer else None
+        answer = (
+            _text(row, fields.answer, "gold answer", required=self.source.require_answer) if fields.answer else None
+        )
         tests = _tests(row, fields.tests)
         domain = (_text(row, fields.domain, "domain", required=False) if fields.domain else None) or self.source.domain
         source_id = _text(row, fields.id, "id", required=False) if fields.id else None

@@ -41,7 +41,7 @@ class Teacher(ABC):
     async def sample(self, messages: list[dict[str, str]], *, n: int, seed: int, request_id: str) -> TeacherResponse:
         """n completions of the chat `messages`; errors come back in `error`, not raised."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most teachers hold nothing to release
         """Release the engine or connections."""
 
     def sampling_json(self) -> str:

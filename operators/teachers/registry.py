@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from distillery.operators.teachers.base import Teacher
-from distillery.schemas.teacher_config import TeacherConfig, VLLMTeacherConfig
+from distillery.schemas.teacher_config import OpenAITeacherConfig, TeacherConfig, VLLMTeacherConfig
 
 
 def build_teacher(name: str, config: TeacherConfig) -> Teacher:
@@ -11,4 +11,8 @@ def build_teacher(name: str, config: TeacherConfig) -> Teacher:
         from distillery.operators.teachers.vllm_engine import VLLMTeacher
 
         return VLLMTeacher(name, config)
+    if isinstance(config, OpenAITeacherConfig):
+        from distillery.operators.teachers.openai_compat import OpenAITeacher
+
+        return OpenAITeacher(name, config)
     raise TypeError(f"no teacher backend for {type(config).__name__}")

@@ -80,6 +80,8 @@ def _statement_answer(rest: str) -> str | None:
     boxed = _box_spans(rest)
     if boxed and boxed[0][0] == 0:
         return boxed[0][2] or None
+    if _BOX_COMMAND.match(rest):
+        return None  # a box never closed: the generation was cut off
     for opening, closing in _DELIMITED:
         if rest.startswith(opening):
             end = rest.find(closing, len(opening))
@@ -89,6 +91,8 @@ def _statement_answer(rest: str) -> str | None:
     end = _SENTENCE_END.search(rest)
     answer = rest[: end.start()] if end else rest
     answer = answer.strip().strip("*_").strip()
+    if _BOX_COMMAND.search(answer):
+        return None  # "the answer is boxed: \boxed{5" - a box is the answer's form, and it is broken
     return answer.rstrip(".").strip() or None
 
 

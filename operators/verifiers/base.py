@@ -21,6 +21,8 @@ class GoldError(ValueError):
 class Verifier(ABC):
     name: str
     version: str
+    deadline_s: float | None = None
+    """The hard wall-clock deadline one check needs, when it needs more than the pool's default."""
 
     @property
     def label(self) -> str:

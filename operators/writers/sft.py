@@ -28,8 +28,10 @@ def sft_record(
         id=stable_hash("sft", sample.id),
         prompt_id=prompt.id,
         sample_id=sample.id,
-        messages=[Message(role="user", content=user),
-                  Message(role="assistant", content=assistant_turn(sample.reasoning, sample.answer))],
+        messages=[
+            Message(role="user", content=user),
+            Message(role="assistant", content=assistant_turn(sample.reasoning, sample.answer)),
+        ],
         prompt=prompt.problem,
         reasoning=sample.reasoning,
         answer=sample.answer,

@@ -1,0 +1,124 @@
+"""Verifier benchmark: math verifications per second and sandboxed code test runs per second.
+
+    python bench/verifiers.py [--workers 2] [--repeats 3] [--only math|code] [--data ../shared/benchmarks]
+
+Math: the 800 real chain-of-thought responses of `math_cot_100.jsonl` (gold `gt`, responses `code`)
+through a `VerifierPool` (the worker processes and deadlines the pipeline uses), with the agreement
+rate against the file's recorded `score` (another grader's verdicts) and every disagreement with a
+one-line reason. Code: the canonical solutions of `HumanEval.jsonl.gz` in the sandbox; all must pass.
+Rates are medians over `--repeats` passes after a warm-up pass; targets on 2 cores: 200 math
+verifications/s and 30 sandboxed test runs/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from distillery.operators.verifiers.pool import VerifierPool
+from distillery.schemas.records import Verdict
+from distillery.schemas.verifier_config import CodeVerifierConfig, MathVerifierConfig, VerificationConfig
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+
+
+async def _run_all(pool: VerifierPool, domain: str, items: list[tuple[str | None, str | None, str]]) -> list[Verdict]:
+    return list(await asyncio.gather(*(pool.verify(domain, a, t, r) for a, t, r in items)))
+
+
+def _timed_passes(pool: VerifierPool, domain: str, items: list[tuple[str | None, str | None, str]],
+                  repeats: int) -> tuple[list[Verdict], list[float]]:
+    asyncio.run(_run_all(pool, domain, items))  # warm-up: worker start, imports, gold caches
+    rates, verdicts = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        verdicts = asyncio.run(_run_all(pool, domain, items))
+        rates.append(len(items) / (time.perf_counter() - start))
+    return verdicts, rates
+
+
+def _reason(verdict: Verdict, gold: str, their_pred: str, their_score: bool) -> str:
+    ours = f"ours {verdict.verdict} (read {verdict.extracted!r})"
+    theirs = f"theirs {'correct' if their_score else 'incorrect'} (read {their_pred!r})"
+    detail = f"; {verdict.detail}" if verdict.detail else ""
+    return f"gold {gold!r}: {ours}, {theirs}{detail}"
+
+
+def bench_math(data: Path, workers: int, repeats: int) -> None:
+    rows = [json.loads(line) for line in (data / "math_cot_100.jsonl").read_text().splitlines() if line.strip()]
+    items, meta = [], []
+    for row in rows:
+        for j, (response, score, pred) in enumerate(zip(row["code"], row["score"], row["pred"], strict=True)):
+            items.append((row["gt"], None, response))
+            meta.append((row["idx"], j, row["gt"], pred, bool(score)))
+    config = VerificationConfig(workers=workers, timeout_s=10, domains={"math": MathVerifierConfig()})
+    with VerifierPool(config) as pool:
+        verdicts, rates = _timed_passes(pool, "math", items, repeats)
+    agree = [(v.verdict == "correct") == m[4] for v, m in zip(verdicts, meta, strict=True)]
+    labels: dict[str, int] = {}
+    for v in verdicts:
+        labels[v.verdict] = labels.get(v.verdict, 0) + 1
+    elapsed = sorted(v.elapsed_ms for v in verdicts)
+    slowest = max(zip(verdicts, meta, strict=True), key=lambda p: p[0].elapsed_ms)
+    print(f"math: {len(items)} responses of {len(rows)} problems, {workers} worker(s)")
+    print(f"  verifications/s: median {statistics.median(rates):.0f} over {repeats} passes "
+          f"({', '.join(f'{r:.0f}' for r in rates)}); target 200")
+    print(f"  verdicts: {labels}")
+    print(f"  per check: median {statistics.median(elapsed):.2f} ms, p99 {elapsed[int(len(elapsed) * 0.99)]:.1f} ms, "
+          f"slowest {slowest[0].elapsed_ms:.0f} ms (problem {slowest[1][0]}, response {slowest[1][1]}, "
+          f"read {slowest[0].extracted!r}); over the {config.timeout_s:g}s deadline: {labels.get('timeout', 0)}")
+    print(f"  agreement with the recorded scores: {sum(agree)}/{len(agree)} ({100 * sum(agree) / len(agree):.1f}%)")
+    for verdict, (idx, j, gold, pred, score), same in zip(verdicts, meta, agree, strict=True):
+        if not same:
+            print(f"    problem {idx} response {j}: {_reason(verdict, gold, pred, score)}")
+
+
+def bench_code(data: Path, workers: int, repeats: int) -> bool:
+    with gzip.open(data / "HumanEval.jsonl.gz", "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    items = [
+        (None, json.dumps({"test": r["test"], "entry_point": r["entry_point"]}),
+         f"```python\n{r['prompt']}{r['canonical_solution']}\n```")
+        for r in rows
+    ]
+    config = VerificationConfig(workers=workers, domains={"code": CodeVerifierConfig()})
+    with VerifierPool(config) as pool:
+        verdicts, rates = _timed_passes(pool, "code", items, repeats)
+    failed = [(r["task_id"], v) for r, v in zip(rows, verdicts, strict=True) if v.verdict != "correct"]
+    slowest = max(zip(rows, verdicts, strict=True), key=lambda p: p[1].elapsed_ms)
+    elapsed = sorted(v.elapsed_ms for v in verdicts)
+    print(f"code: {len(items)} HumanEval canonical solutions in the sandbox, {workers} worker(s)")
+    print(f"  sandboxed test runs/s: median {statistics.median(rates):.1f} over {repeats} passes "
+          f"({', '.join(f'{r:.1f}' for r in rates)}); target 30")
+    print(f"  per run: median {statistics.median(elapsed):.0f} ms, slowest {slowest[1].elapsed_ms:.0f} ms "
+          f"({slowest[0]['task_id']}); over the deadline: {sum(v.verdict == 'timeout' for v in verdicts)}")
+    print(f"  passed: {len(items) - len(failed)}/{len(items)}")
+    for task, verdict in failed:
+        print(f"    FAILED {task}: {verdict.verdict}: {verdict.detail}")
+    return not failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with the benchmark files")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=["math", "code"])
+    args = parser.parse_args(argv)
+    ok = True
+    if args.only in (None, "math"):
+        bench_math(args.data, args.workers, args.repeats)
+    if args.only in (None, "code"):
+        ok = bench_code(args.data, args.workers, args.repeats)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

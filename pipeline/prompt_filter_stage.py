@@ -1,0 +1,240 @@
+"""Stage 2: prompt dedup and benchmark decontamination, before any teacher time is spent.
+
+Order: exact duplicates (after `normalize_for_matching`), then decontamination of the survivors,
+then near duplicates among the clean ones, so a contaminated prompt is never the representative
+that clean prompts are dropped for. The representative of a duplicate group is the first prompt
+by (has no gold answer, id): verifiable prompts are preferred, and the choice depends on nothing
+but the prompts themselves (not on shard order or timing).
+
+```
+RUN/prompt_filter/embeddings/<model key>/part-00000.parquet   (id, embedding): one unit per shard
+RUN/prompt_filter/counters.json
+RUN/prompt_filter/dropped.parquet      DroppedPrompt rows; written last: the stage is done iff it exists
+RUN/decontam_audit/prompts.parquet     DecontamAudit rows, one per benchmark match
+```
+The prompt shards themselves are not rewritten: generation skips the dropped ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from distillery.operators.counters import OperatorCounters
+from distillery.operators.decontam.decontaminator import Decision, Decontaminator
+from distillery.operators.decontam.judge import ContaminationJudge
+from distillery.operators.dedup.deduplicator import ExactDeduplicator, NearDeduplicator, keep_order
+from distillery.operators.dedup.embedder import Embedder
+from distillery.operators.teachers.base import Teacher
+from distillery.operators.writers.parquet import write_parquet_atomic
+from distillery.pipeline.embedding_shards import EmbeddingUnit, embedder_key, read_embeddings, run_embedding_units
+from distillery.pipeline.run_dir import RunDirectory
+from distillery.schemas.arrow import to_table
+from distillery.schemas.dedup_config import DecontaminationConfig, EmbedderConfig
+from distillery.schemas.dedup_records import DecontamAudit, DroppedPrompt
+from distillery.schemas.job import JobConfig
+
+log = logging.getLogger(__name__)
+STAGE = "prompt_filter"
+
+
+@dataclass
+class PromptFilterResult:
+    excluded: set[str]
+    """Ids of the prompts that generation must skip."""
+    counters: list[dict[str, object]] = field(default_factory=list)
+
+
+def stage_dir(run: RunDirectory) -> Path:
+    return run.path / STAGE
+
+
+def dropped_path(run: RunDirectory) -> Path:
+    return stage_dir(run) / "dropped.parquet"
+
+
+def audit_path(run: RunDirectory) -> Path:
+    return run.path / "decontam_audit" / "prompts.parquet"
+
+
+def decontam_embedder(config: DecontaminationConfig, fallback: EmbedderConfig) -> EmbedderConfig:
+    return config.embedder or fallback
+
+
+def build_judge(job: JobConfig, teacher: Teacher | None) -> ContaminationJudge | None:
+    """The judge the job asks for: on `teacher` when given (the caller owns its engine), else on a
+    teacher built from the job's `teachers` section."""
+    judge = job.decontamination.judge
+    if not (job.decontamination.enabled and judge.enabled):
+        return None
+    if teacher is None:
+        if judge.teacher not in job.teachers:
+            raise ValueError(
+                f"decontamination.judge.teacher: unknown teacher {judge.teacher!r} (known: {sorted(job.teachers)})"
+            )
+        from distillery.operators.teachers.registry import build_teacher
+
+        teacher = build_teacher(str(judge.teacher), job.teachers[str(judge.teacher)])
+    return ContaminationJudge(teacher, seed=job.teachers[job.generation.teacher].sampling.seed)
+
+
+@dataclass
+class _Prompts:
+    ids: list[str]
+    sources: list[str]
+    problems: list[str]
+    has_answer: list[bool]
+    shard_of: list[int]
+
+
+def _read_prompts(run: RunDirectory, shards: list[str]) -> _Prompts:
+    prompts = _Prompts([], [], [], [], [])
+    for number, shard in enumerate(shards):
+        table = pq.read_table(run.prompts / f"{shard}.parquet", columns=["id", "source", "problem", "answer"])
+        prompts.ids += table.column("id").to_pylist()
+        prompts.sources += table.column("source").to_pylist()
+        prompts.problems += table.column("problem").to_pylist()
+        prompts.has_answer += [a is not None for a in table.column("answer").to_pylist()]
+        prompts.shard_of += [number] * table.num_rows
+    return prompts
+
+
+def _embed(
+    run: RunDirectory, shards: list[str], prompts: _Prompts, rows: np.ndarray, config: EmbedderConfig
+) -> np.ndarray:
+    """Unit embeddings of prompts[rows], one resumable file per shard."""
+    folder = stage_dir(run) / "embeddings" / embedder_key(config)
+    by_shard: dict[int, list[int]] = {}
+    for row in rows.tolist():
+        by_shard.setdefault(prompts.shard_of[row], []).append(row)
+    units = [
+        EmbeddingUnit(
+            folder / f"{shards[number]}.parquet",
+            lambda members=members: ([prompts.ids[r] for r in members], [prompts.problems[r] for r in members]),
+        )
+        for number, members in sorted(by_shard.items())
+    ]
+    embedded = run_embedding_units(units, config)
+    log.info("prompt filter: embedded %d of %d shards", embedded, len(units))
+    ids, vectors = read_embeddings([u.output for u in units])
+    position = {prompt_id: k for k, prompt_id in enumerate(ids)}
+    missing = [prompts.ids[r] for r in rows.tolist() if prompts.ids[r] not in position]
+    if missing:
+        raise RuntimeError(f"{folder}: embeddings missing for {len(missing)} prompts (e.g. {missing[:3]})")
+    return vectors[[position[prompts.ids[r]] for r in rows.tolist()]]
+
+
+def run_prompt_filter(
+    job: JobConfig, run: RunDirectory, base_dir: Path, *, judge_teacher: Teacher | None = None
+) -> PromptFilterResult:
+    """Stage 2 over the ingested prompt shards. Resumes: done iff `prompt_filter/dropped.parquet`
+    exists (then it is only read back); embedding shards already written are reused."""
+    if dropped_path(run).exists():
+        excluded = set(pq.read_table(dropped_path(run), columns=["id"]).column("id").to_pylist())
+        counters_file = stage_dir(run) / "counters.json"
+        counters = json.loads(counters_file.read_text()) if counters_file.exists() else []
+        return PromptFilterResult(excluded, counters)
+
+    dedup, decontam = job.dedup, job.decontamination
+    shards = run.prompt_shards()
+    prompts = _read_prompts(run, shards)
+    n = len(prompts.ids)
+    rank = keep_order([not a for a in prompts.has_answer], prompts.ids)
+    dropped: list[DroppedPrompt] = []
+    audit: list[DecontamAudit] = []
+    counters: list[OperatorCounters] = []
+
+    alive = np.ones(n, dtype=bool)
+    if dedup.enabled and dedup.prompts.exact:
+        exact = ExactDeduplicator()
+        result = exact.run(prompts.problems, rank)
+        counters.append(exact.counters)
+        for row in np.flatnonzero(~result.kept).tolist():
+            dropped.append(_dropped(prompts, row, "exact_duplicate", prompts.ids[int(result.duplicate_of[row])], 1.0))
+        alive &= result.kept
+
+    check_decontam = decontam.enabled and decontam.prompts and bool(decontam.benchmarks)
+    decontam_config = decontam_embedder(decontam, dedup.embedder)
+    # Every prompt that survives exact dedup is embedded (once per model): the units then depend on
+    # the prompts alone, and a resumed run finds them complete.
+    embedded_rows = np.flatnonzero(alive)
+    matrices: dict[str, np.ndarray] = {}
+
+    def vectors_for(config: EmbedderConfig, rows: np.ndarray) -> np.ndarray:
+        key = embedder_key(config)
+        if key not in matrices:
+            matrices[key] = _embed(run, shards, prompts, embedded_rows, config)
+        return matrices[key][np.searchsorted(embedded_rows, rows)]
+
+    if check_decontam:
+        rows = np.flatnonzero(alive)
+        judge = build_judge(job, judge_teacher)
+        decontaminator = Decontaminator.from_config(
+            decontam,
+            embedder=Embedder(decontam_config) if decontam.embedding.enabled else None,
+            judge=judge,
+            base_dir=base_dir,
+        )
+        texts = [prompts.problems[r] for r in rows.tolist()]
+        query = vectors_for(decontam_config, rows) if decontaminator.needs_vectors else None
+        decisions = decontaminator.check(texts, query)
+        counters.append(decontaminator.counters)
+        audit = decontaminator.audit_rows(STAGE, [prompts.ids[r] for r in rows.tolist()], decisions, texts.__getitem__)
+        for row, decision in zip(rows.tolist(), decisions, strict=True):
+            if decision.contaminated:
+                dropped.append(_contaminated(prompts, row, decision))
+                alive[row] = False
+
+    if dedup.enabled and dedup.prompts.near:
+        rows = np.flatnonzero(alive)
+        deduplicator = NearDeduplicator(
+            dedup.prompts.threshold, search=dedup.search, same_numbers=dedup.prompts.same_numbers
+        )
+        result = deduplicator.run(
+            vectors_for(dedup.embedder, rows),
+            keep_order(rank[rows].tolist()),
+            texts=[prompts.problems[r] for r in rows.tolist()],
+        )
+        counters.append(deduplicator.counters)
+        log.info("prompt filter: near-duplicate search %s", deduplicator.search.plan)
+        for k in np.flatnonzero(~result.kept).tolist():
+            twin = int(rows[int(result.duplicate_of[k])])
+            dropped.append(_dropped(prompts, int(rows[k]), "near_duplicate", prompts.ids[twin], float(result.score[k])))
+
+    report = [c.as_dict() for c in counters]
+    write_parquet_atomic(to_table(audit, DecontamAudit), audit_path(run))
+    stage_dir(run).mkdir(parents=True, exist_ok=True)
+    (stage_dir(run) / "counters.json").write_text(json.dumps(report, indent=2))
+    dropped.sort(key=lambda d: d.id)
+    write_parquet_atomic(to_table(dropped, DroppedPrompt), dropped_path(run))
+    return PromptFilterResult({d.id for d in dropped}, report)
+
+
+def _dropped(prompts: _Prompts, row: int, reason: str, twin: str, similarity: float) -> DroppedPrompt:
+    return DroppedPrompt(
+        id=prompts.ids[row],
+        source=prompts.sources[row],
+        reason=reason,  # type: ignore[arg-type]
+        duplicate_of=twin,
+        similarity=similarity,
+        problem=prompts.problems[row],
+    )
+
+
+def _contaminated(prompts: _Prompts, row: int, decision: Decision) -> DroppedPrompt:
+    assert decision.match is not None
+    return DroppedPrompt(
+        id=prompts.ids[row],
+        source=prompts.sources[row],
+        reason="contaminated",
+        similarity=decision.match.score,
+        benchmark=decision.match.benchmark,
+        benchmark_item=decision.match.item_id,
+        detector=decision.match.detector,
+        problem=prompts.problems[row],
+    )

@@ -1,0 +1,346 @@
+"""Stage 5: final decontamination and near-duplicate removal of accepted samples.
+
+In order: decontamination of prompt + answer (n-grams over the full texts; embeddings and the
+judge over the corpus text below), then near-duplicate samples of one prompt (keep a diverse set),
+then near duplicates across the corpus (samples of *different* prompts). The representative of a
+group is the first by (not selected, round, index) within a prompt and (not selected, prompt id,
+round, index) across prompts, so the samples the dataset stage takes are preferred.
+
+What is embedded, and why: a 10K-token trace costs about ten times a short text to embed on a CPU,
+and MiniLM reads only its first 256 tokens anyway. So
+- within a prompt, the trace slice: the opening of the reasoning (the approach taken) and its
+  ending (how it concluded), about 250 tokens; samples of one prompt share the question, so the
+  question would only add to every similarity;
+- across the corpus, the question and the tail of the final answer: what makes two rows the same
+  training example is the problem they solve and the result they reach.
+Trace slices are only embedded for prompts with two or more accepted samples.
+
+```
+RUN/response_filter/embeddings/<kind>/<model key>/<samples file>.parquet  one unit per samples file
+RUN/response_filter/kept.parquet       KeptResponse rows (accepted samples that survive)
+RUN/response_filter/counters.json
+RUN/response_filter/dropped.parquet    DroppedResponse rows; written last: done iff it exists
+RUN/decontam_audit/responses.parquet   DecontamAudit rows
+```
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from distillery.operators.counters import OperatorCounters
+from distillery.operators.decontam.decontaminator import Decontaminator
+from distillery.operators.decontam.matches import Match
+from distillery.operators.dedup.deduplicator import NearDeduplicator, keep_order
+from distillery.operators.dedup.embedder import Embedder
+from distillery.operators.dedup.neighbors import NeighborLinks, Representatives, keep_first
+from distillery.operators.teachers.base import Teacher
+from distillery.operators.writers.parquet import write_parquet_atomic
+from distillery.pipeline.embedding_shards import EmbeddingUnit, embedder_key, read_embeddings, run_embedding_units
+from distillery.pipeline.prompt_filter_stage import build_judge, decontam_embedder
+from distillery.pipeline.run_dir import RunDirectory
+from distillery.schemas.arrow import to_table
+from distillery.schemas.dedup_config import EmbedderConfig
+from distillery.schemas.dedup_records import DecontamAudit, DroppedResponse, KeptResponse
+from distillery.schemas.job import JobConfig
+
+log = logging.getLogger(__name__)
+STAGE = "response_filter"
+TRACE_HEAD_CHARS = 700
+TRACE_TAIL_CHARS = 300
+QUESTION_CHARS = 600
+ANSWER_TAIL_CHARS = 400
+
+
+def trace_slice(reasoning: str, answer: str) -> str:
+    """What stands for a sample among its prompt's samples (see the module docstring)."""
+    if len(reasoning) <= TRACE_HEAD_CHARS + TRACE_TAIL_CHARS:
+        return reasoning or answer
+    return f"{reasoning[:TRACE_HEAD_CHARS]} ... {reasoning[-TRACE_TAIL_CHARS:]}"
+
+
+def corpus_text(question: str, answer: str) -> str:
+    """What stands for a sample across the corpus (see the module docstring)."""
+    return f"{question[:QUESTION_CHARS]}\n{answer[-ANSWER_TAIL_CHARS:]}"
+
+
+@dataclass
+class ResponseFilterResult:
+    excluded: set[str]
+    """Ids of accepted samples that must not reach the dataset."""
+    counters: list[dict[str, object]] = field(default_factory=list)
+
+
+def stage_dir(run: RunDirectory) -> Path:
+    return run.path / STAGE
+
+
+def dropped_path(run: RunDirectory) -> Path:
+    return stage_dir(run) / "dropped.parquet"
+
+
+def audit_path(run: RunDirectory) -> Path:
+    return run.path / "decontam_audit" / "responses.parquet"
+
+
+def samples_files(run: RunDirectory) -> list[Path]:
+    return sorted(p for p in run.samples.glob("*.parquet") if not p.name.startswith("."))
+
+
+@dataclass
+class _Accepted:
+    """The accepted samples, row-aligned; texts are read per file when needed, never all at once."""
+
+    ids: list[str] = field(default_factory=list)
+    prompt_ids: list[str] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)
+    indexes: list[int] = field(default_factory=list)
+    selected: list[bool] = field(default_factory=list)
+    file_rows: list[tuple[int, int]] = field(default_factory=list)
+    """(start, stop) of each samples file's rows."""
+
+
+def _read_accepted(files: Sequence[Path]) -> _Accepted:
+    accepted = _Accepted()
+    for path in files:
+        table = pq.read_table(path, columns=["id", "prompt_id", "round", "index", "accepted", "selected"])
+        table = table.filter(pc.field("accepted"))
+        start = len(accepted.ids)
+        accepted.ids += table.column("id").to_pylist()
+        accepted.prompt_ids += table.column("prompt_id").to_pylist()
+        accepted.rounds += table.column("round").to_pylist()
+        accepted.indexes += table.column("index").to_pylist()
+        accepted.selected += table.column("selected").to_pylist()
+        accepted.file_rows.append((start, len(accepted.ids)))
+    return accepted
+
+
+def _read_texts(path: Path, columns: list[str]) -> dict[str, list[str]]:
+    table = pq.read_table(path, columns=["accepted", *columns]).filter(pc.field("accepted"))
+    return {name: table.column(name).to_pylist() for name in columns}
+
+
+def _read_questions(run: RunDirectory) -> dict[str, str]:
+    questions: dict[str, str] = {}
+    for shard in run.prompt_shards():
+        table = pq.read_table(run.prompts / f"{shard}.parquet", columns=["id", "problem"])
+        questions.update(zip(table.column("id").to_pylist(), table.column("problem").to_pylist(), strict=True))
+    return questions
+
+
+def _embed(
+    run: RunDirectory,
+    files: Sequence[Path],
+    accepted: _Accepted,
+    kind: str,
+    config: EmbedderConfig,
+    texts_of: Callable[[Path, int], list[str]],
+    wanted: np.ndarray,
+) -> np.ndarray:
+    """Embeddings of the rows marked in `wanted` (rows not wanted get zeros), one unit per file.
+    texts_of(path, start) -> the texts of that file's accepted rows (the first is row `start`)."""
+    folder = stage_dir(run) / "embeddings" / kind / embedder_key(config)
+    units = []
+    for path, (start, stop) in zip(files, accepted.file_rows, strict=True):
+        rows = np.flatnonzero(wanted[start:stop])
+        if not len(rows):
+            continue
+
+        def texts(path: Path = path, start: int = start, rows: np.ndarray = rows) -> tuple[list[str], list[str]]:
+            all_texts = texts_of(path, start)
+            return [accepted.ids[start + r] for r in rows.tolist()], [all_texts[r] for r in rows.tolist()]
+
+        units.append(EmbeddingUnit(folder / path.name, texts))
+    run_embedding_units(units, config)
+    ids, vectors = read_embeddings([u.output for u in units])
+    position = {sample_id: k for k, sample_id in enumerate(ids)}
+    matrix = np.zeros((len(accepted.ids), vectors.shape[1] if len(vectors) else 1), dtype=np.float32)
+    for row in np.flatnonzero(wanted).tolist():
+        if accepted.ids[row] not in position:
+            raise RuntimeError(f"{folder}: no embedding for sample {accepted.ids[row]}")
+        matrix[row] = vectors[position[accepted.ids[row]]]
+    return matrix
+
+
+def _within_prompt_links(
+    vectors: np.ndarray, rows: np.ndarray, groups: list[str], rank: np.ndarray, threshold: float
+) -> NeighborLinks:
+    """All pairs above threshold inside each group (groups are a prompt's few samples)."""
+    members: dict[str, list[int]] = {}
+    for row in rows.tolist():
+        members.setdefault(groups[row], []).append(row)
+    items, earlier, scores = [], [], []
+    for group in members.values():
+        if len(group) < 2:
+            continue
+        block = np.asarray(group, dtype=np.int64)
+        sims = vectors[block] @ vectors[block].T
+        later, first = np.nonzero((sims >= threshold) & (rank[block][:, None] > rank[block][None, :]))
+        items.append(block[later])
+        earlier.append(block[first])
+        scores.append(sims[later, first].astype(np.float32))
+    if not items:
+        return NeighborLinks(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    return NeighborLinks(np.concatenate(items), np.concatenate(earlier), np.concatenate(scores))
+
+
+def run_response_filter(
+    job: JobConfig, run: RunDirectory, base_dir: Path, *, judge_teacher: Teacher | None = None
+) -> ResponseFilterResult:
+    """Stage 5 over the accepted samples in `samples/`. Resumes: done iff
+    `response_filter/dropped.parquet` exists; embedding files already written are reused."""
+    if dropped_path(run).exists():
+        excluded = set(pq.read_table(dropped_path(run), columns=["id"]).column("id").to_pylist())
+        counters_file = stage_dir(run) / "counters.json"
+        return ResponseFilterResult(excluded, json.loads(counters_file.read_text()) if counters_file.exists() else [])
+
+    dedup, decontam = job.dedup, job.decontamination
+    files = samples_files(run)
+    accepted = _read_accepted(files)
+    questions = _read_questions(run)
+    n = len(accepted.ids)
+    alive = np.ones(n, dtype=bool)
+    dropped: list[DroppedResponse] = []
+    audit: list[DecontamAudit] = []
+    counters: list[OperatorCounters] = []
+
+    def corpus_texts(path: Path, start: int) -> list[str]:
+        texts = _read_texts(path, ["answer"])["answer"]
+        return [corpus_text(questions[accepted.prompt_ids[start + k]], a) for k, a in enumerate(texts)]
+
+    def trace_texts(path: Path, start: int) -> list[str]:
+        texts = _read_texts(path, ["reasoning", "answer"])
+        return [trace_slice(r, a) for r, a in zip(texts["reasoning"], texts["answer"], strict=True)]
+
+    corpus_vectors: dict[str, np.ndarray] = {}
+
+    def corpus_matrix(config: EmbedderConfig) -> np.ndarray:
+        key = embedder_key(config)
+        if key not in corpus_vectors:
+            corpus_vectors[key] = _embed(run, files, accepted, "corpus", config, corpus_texts, np.ones(n, bool))
+        return corpus_vectors[key]
+
+    if decontam.enabled and decontam.responses and decontam.benchmarks and n:
+        decontaminator = Decontaminator.from_config(
+            decontam,
+            embedder=Embedder(decontam_embedder(decontam, dedup.embedder)) if decontam.embedding.enabled else None,
+            judge=build_judge(job, judge_teacher),
+            base_dir=base_dir,
+        )
+        vectors = corpus_matrix(decontam_embedder(decontam, dedup.embedder)) if decontaminator.needs_vectors else None
+        matches = decontaminator.embedding_matches(vectors, n)
+        # N-grams see the whole prompt and answer, file by file; texts are kept only for rows with evidence.
+        full_texts: dict[int, str] = {}
+        for path, (start, _) in zip(files, accepted.file_rows, strict=True):
+            answers = _read_texts(path, ["answer"])["answer"]
+            texts = [f"{questions[accepted.prompt_ids[start + k]]}\n\n{a}" for k, a in enumerate(answers)]
+            for k, found in enumerate(decontaminator.ngram_matches(texts)):
+                matches[start + k] = found + matches[start + k]
+                if matches[start + k]:
+                    full_texts[start + k] = texts[k]
+        decisions = decontaminator.decide(matches, lambda row: questions[accepted.prompt_ids[row]])
+        counters.append(decontaminator.counters)
+        audit = decontaminator.audit_rows(STAGE, accepted.ids, decisions, lambda row: full_texts[row])
+        for row, decision in enumerate(decisions):
+            if decision.contaminated:
+                alive[row] = False
+                dropped.append(_contaminated(accepted, row, decision.match))
+
+    if dedup.enabled and dedup.responses.within_prompt:
+        per_prompt: dict[str, int] = {}
+        for row in np.flatnonzero(alive).tolist():
+            per_prompt[accepted.prompt_ids[row]] = per_prompt.get(accepted.prompt_ids[row], 0) + 1
+        wanted = alive & np.array([per_prompt.get(p, 0) > 1 for p in accepted.prompt_ids], dtype=bool)
+        rank = keep_order([not s for s in accepted.selected], accepted.rounds, accepted.indexes)
+        within = OperatorCounters("within_prompt_dedup")
+        if wanted.any():
+            vectors = _embed(run, files, accepted, "trace", dedup.embedder, trace_texts, wanted)
+            links = _within_prompt_links(
+                vectors, np.flatnonzero(wanted), accepted.prompt_ids, rank, dedup.responses.within_prompt_threshold
+            )
+            result = keep_first(n, links, rank)
+            _drop_duplicates(accepted, result, wanted, "near_duplicate_in_prompt", alive, dropped, within)
+        counters.append(within)
+
+    if dedup.enabled and dedup.responses.across_corpus and alive.any():
+        rows = np.flatnonzero(alive)
+        deduplicator = NearDeduplicator(dedup.responses.across_corpus_threshold, search=dedup.search)
+        deduplicator.counters.name = "across_corpus_dedup"
+        rank = keep_order(
+            [not accepted.selected[r] for r in rows.tolist()],
+            [accepted.prompt_ids[r] for r in rows.tolist()],
+            [accepted.rounds[r] for r in rows.tolist()],
+            [accepted.indexes[r] for r in rows.tolist()],
+        )
+        result = deduplicator.run(
+            corpus_matrix(dedup.embedder)[rows], rank, groups=[accepted.prompt_ids[r] for r in rows.tolist()]
+        )
+        counters.append(deduplicator.counters)
+        for k in np.flatnonzero(~result.kept).tolist():
+            row, twin = int(rows[k]), int(rows[int(result.duplicate_of[k])])
+            alive[row] = False
+            dropped.append(
+                DroppedResponse(
+                    id=accepted.ids[row],
+                    prompt_id=accepted.prompt_ids[row],
+                    reason="near_duplicate_in_corpus",
+                    duplicate_of=accepted.ids[twin],
+                    similarity=float(result.score[k]),
+                )
+            )
+
+    report = [c.as_dict() for c in counters]
+    write_parquet_atomic(to_table(audit, DecontamAudit), audit_path(run))
+    kept = [KeptResponse(id=accepted.ids[r], prompt_id=accepted.prompt_ids[r]) for r in np.flatnonzero(alive).tolist()]
+    write_parquet_atomic(to_table(kept, KeptResponse), stage_dir(run) / "kept.parquet")
+    (stage_dir(run) / "counters.json").write_text(json.dumps(report, indent=2))
+    dropped.sort(key=lambda d: d.id)
+    write_parquet_atomic(to_table(dropped, DroppedResponse), dropped_path(run))
+    return ResponseFilterResult({d.id for d in dropped}, report)
+
+
+def _drop_duplicates(
+    accepted: _Accepted,
+    result: Representatives,
+    considered: np.ndarray,
+    reason: str,
+    alive: np.ndarray,
+    dropped: list[DroppedResponse],
+    counters: OperatorCounters,
+) -> None:
+    for row in np.flatnonzero(considered).tolist():
+        if result.kept[row]:
+            counters.keep()
+            continue
+        counters.drop(reason)
+        alive[row] = False
+        dropped.append(
+            DroppedResponse(
+                id=accepted.ids[row],
+                prompt_id=accepted.prompt_ids[row],
+                reason=reason,  # type: ignore[arg-type]
+                duplicate_of=accepted.ids[int(result.duplicate_of[row])],
+                similarity=float(result.score[row]),
+            )
+        )
+
+
+def _contaminated(accepted: _Accepted, row: int, match: Match | None) -> DroppedResponse:
+    assert match is not None
+    return DroppedResponse(
+        id=accepted.ids[row],
+        prompt_id=accepted.prompt_ids[row],
+        reason="contaminated",
+        similarity=match.score,
+        benchmark=match.benchmark,
+        benchmark_item=match.item_id,
+        detector=match.detector,
+    )
