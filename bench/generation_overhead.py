@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def job_dict(data: Path, n: int, max_tokens: int, count: int) -> dict:
     }
 
 
-def plain_vllm(job_file: Path) -> tuple[int, float]:
+def plain_vllm(job_file: Path) -> tuple[int, float, int]:
     """The baseline: vLLM's offline LLM, called directly."""
     from vllm import LLM, SamplingParams
 
@@ -112,12 +113,13 @@ def plain_vllm(job_file: Path) -> tuple[int, float]:
     outputs = llm.generate(texts, params, use_tqdm=False)
     seconds = time.perf_counter() - start
     tokens = sum(len(c.token_ids) for o in outputs for c in o.outputs)
+    samples = sum(len(o.outputs) for o in outputs)
     del llm
     gc.collect()
-    return tokens, seconds
+    return tokens, seconds, samples
 
 
-def distillery_stage(job_file: Path, run_dir: Path) -> tuple[int, float]:
+def distillery_stage(job_file: Path, run_dir: Path) -> tuple[int, float, int]:
     import ray
 
     from distillery.pipeline.generate import GenerationStage
@@ -133,7 +135,8 @@ def distillery_stage(job_file: Path, run_dir: Path) -> tuple[int, float]:
     connect_ray()
     summary = GenerationStage(job, run).run()
     ray.shutdown()
-    return int(summary["completion_tokens"]), float(summary["seconds"])
+    samples = pq.read_table(run.samples, columns=["id"]).num_rows
+    return int(summary["completion_tokens"]), float(summary["seconds"]), samples
 
 
 def main() -> int:
@@ -152,18 +155,19 @@ def main() -> int:
 
     plain, ours = [], []
     for repeat in range(args.repeats):
-        tokens, seconds = plain_vllm(job_file)
-        plain.append(tokens / seconds)
-        print(
-            f"repeat {repeat}: plain vLLM      {tokens:6d} tokens in {seconds:6.1f}s = {tokens / seconds:7.1f} tok/s",
-            flush=True,
+        run_dir = work / f"run{repeat}"
+        sides = (
+            ("plain vLLM      ", lambda: plain_vllm(job_file), plain),
+            ("distillery stage", lambda: distillery_stage(job_file, run_dir), ours),  # noqa: B023 - called at once
         )
-        tokens, seconds = distillery_stage(job_file, work / f"run{repeat}")
-        ours.append(tokens / seconds)
-        print(
-            f"repeat {repeat}: distillery stage {tokens:6d} tokens in {seconds:6.1f}s = {tokens / seconds:7.1f} tok/s",
-            flush=True,
-        )
+        for side, measure, results in sides:
+            tokens, seconds, samples = measure()
+            results.append(tokens / seconds)
+            print(
+                f"repeat {repeat}: {side} {samples} samples, {tokens:6d} tokens in {seconds:6.1f}s "
+                f"= {tokens / seconds:7.1f} tok/s",
+                flush=True,
+            )
 
     plain_median, ours_median = statistics.median(plain), statistics.median(ours)
     print(

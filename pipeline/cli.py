@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -41,9 +42,11 @@ def _run(args: argparse.Namespace) -> int:
     result = run_job(args.job, args.output)
     print(describe(result.run_dir))
     dataset = result.run_dir / "dataset"
+    # The command as this shell can call it: `make demo` runs it from .venv without activating it.
+    command = "distillery" if shutil.which("distillery") else sys.argv[0]
     print(f"\ndataset: {dataset}")
-    print(f"look at it:  duckdb -c \"SELECT prompt, answer, pass_rate FROM '{dataset}/reasoning/*.parquet' LIMIT 5\"")
-    print(f"        or:  distillery inspect {result.run_dir}")
+    print(f'look at it:  {command} inspect {result.run_dir} "SELECT prompt, answer, pass_rate FROM dataset LIMIT 5"')
+    print(f"  or in any duckdb:  SELECT prompt, answer, pass_rate FROM '{dataset}/*/*.parquet' LIMIT 5")
     return 0
 
 

@@ -134,16 +134,16 @@ def decontaminate_file(
     """(rows, contaminated rows) against `config.benchmarks` (relative paths from `base_dir`).
     The judge is not used here: it needs a teacher engine."""
     from distillery.operators.decontam.decontaminator import Decontaminator
-    from distillery.operators.dedup.embedder import Embedder
+    from distillery.operators.dedup.embedder import shared_embedder
 
     _format(out)
     if audit is not None:
         _format(audit)
-    ids, texts = read_items(source, id_field, text_field)
     if not config.benchmarks:
         raise DedupInputError("no benchmark to check against: give --benchmark SPEC (or a job with benchmarks)")
+    ids, texts = read_items(source, id_field, text_field)
     config = config.model_copy(update={"judge": config.judge.model_copy(update={"enabled": False})})
-    model = Embedder(embedder) if config.embedding.enabled else None
+    model = shared_embedder(embedder) if config.embedding.enabled else None
     decontaminator = Decontaminator.from_config(config, embedder=model, base_dir=base_dir)
     vectors = model.encode(texts) if model is not None else None
     decisions = decontaminator.check(texts, vectors)
@@ -175,7 +175,7 @@ def dedup_file(
 ) -> tuple[int, int]:
     """(rows, duplicate rows). The first row of a group in input order is its representative."""
     from distillery.operators.dedup.deduplicator import ExactDeduplicator, NearDeduplicator
-    from distillery.operators.dedup.embedder import Embedder
+    from distillery.operators.dedup.embedder import shared_embedder
 
     _format(out)
     ids, texts = read_items(source, id_field, text_field)
@@ -192,7 +192,7 @@ def dedup_file(
         )
     if near:
         rows = np.flatnonzero(exact.kept)
-        vectors = Embedder(config.embedder).encode([texts[r] for r in rows.tolist()])
+        vectors = shared_embedder(config.embedder).encode([texts[r] for r in rows.tolist()])
         deduplicator = NearDeduplicator(
             config.prompts.threshold, search=config.search, same_numbers=config.prompts.same_numbers
         )

@@ -83,9 +83,9 @@ def run_embedding_units(units: Sequence[EmbeddingUnit], config: EmbedderConfig) 
     if config.actors > 0 and ray.is_initialized():
         _run_on_actors(pending, config)
     else:
-        from distillery.operators.dedup.embedder import Embedder
+        from distillery.operators.dedup.embedder import shared_embedder
 
-        embedder = Embedder(config)
+        embedder = shared_embedder(config)
         for unit in pending:
             ids, texts = unit.texts()
             write_parquet_atomic(embedding_table(ids, embedder.encode(texts), embedder.name), unit.output)

@@ -29,7 +29,7 @@ from distillery.operators.counters import OperatorCounters
 from distillery.operators.decontam.decontaminator import Decision, Decontaminator
 from distillery.operators.decontam.judge import ContaminationJudge
 from distillery.operators.dedup.deduplicator import ExactDeduplicator, NearDeduplicator, keep_order
-from distillery.operators.dedup.embedder import Embedder
+from distillery.operators.dedup.embedder import shared_embedder
 from distillery.operators.teachers.base import Teacher
 from distillery.operators.writers.parquet import write_parquet_atomic
 from distillery.pipeline.embedding_shards import EmbeddingUnit, embedder_key, read_embeddings, run_embedding_units
@@ -176,7 +176,7 @@ def run_prompt_filter(
         judge = build_judge(job, judge_teacher)
         decontaminator = Decontaminator.from_config(
             decontam,
-            embedder=Embedder(decontam_config) if decontam.embedding.enabled else None,
+            embedder=shared_embedder(decontam_config) if decontam.embedding.enabled else None,
             judge=judge,
             base_dir=base_dir,
         )

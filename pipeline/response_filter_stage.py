@@ -40,7 +40,7 @@ from distillery.operators.counters import OperatorCounters
 from distillery.operators.decontam.decontaminator import Decontaminator
 from distillery.operators.decontam.matches import Match
 from distillery.operators.dedup.deduplicator import NearDeduplicator, keep_order
-from distillery.operators.dedup.embedder import Embedder
+from distillery.operators.dedup.embedder import shared_embedder
 from distillery.operators.dedup.neighbors import NeighborLinks, Representatives, keep_first
 from distillery.operators.teachers.base import Teacher
 from distillery.operators.writers.parquet import write_parquet_atomic
@@ -206,6 +206,9 @@ def run_response_filter(
     files = samples_files(run)
     accepted = _read_accepted(files)
     questions = _read_questions(run)
+    orphans = sorted(set(accepted.prompt_ids) - set(questions))
+    if orphans:
+        raise RuntimeError(f"{run.samples}: accepted samples of prompts missing from {run.prompts}: {orphans[:5]}")
     n = len(accepted.ids)
     alive = np.ones(n, dtype=bool)
     dropped: list[DroppedResponse] = []
@@ -231,12 +234,14 @@ def run_response_filter(
     if decontam.enabled and decontam.responses and decontam.benchmarks and n:
         decontaminator = Decontaminator.from_config(
             decontam,
-            embedder=Embedder(decontam_embedder(decontam, dedup.embedder)) if decontam.embedding.enabled else None,
+            embedder=shared_embedder(decontam_embedder(decontam, dedup.embedder))
+            if decontam.embedding.enabled
+            else None,
             judge=build_judge(job, judge_teacher),
             base_dir=base_dir,
         )
         vectors = corpus_matrix(decontam_embedder(decontam, dedup.embedder)) if decontaminator.needs_vectors else None
-        matches = decontaminator.embedding_matches(vectors, n)
+        matches = decontaminator.embedding_matches(vectors, [questions[p] for p in accepted.prompt_ids])
         # N-grams see the whole prompt and answer, file by file; texts are kept only for rows with evidence.
         full_texts: dict[int, str] = {}
         for path, (start, _) in zip(files, accepted.file_rows, strict=True):
@@ -272,7 +277,9 @@ def run_response_filter(
 
     if dedup.enabled and dedup.responses.across_corpus and alive.any():
         rows = np.flatnonzero(alive)
-        deduplicator = NearDeduplicator(dedup.responses.across_corpus_threshold, search=dedup.search)
+        deduplicator = NearDeduplicator(
+            dedup.responses.across_corpus_threshold, search=dedup.search, same_numbers=dedup.responses.same_numbers
+        )
         deduplicator.counters.name = "across_corpus_dedup"
         rank = keep_order(
             [not accepted.selected[r] for r in rows.tolist()],
@@ -281,7 +288,10 @@ def run_response_filter(
             [accepted.indexes[r] for r in rows.tolist()],
         )
         result = deduplicator.run(
-            corpus_matrix(dedup.embedder)[rows], rank, groups=[accepted.prompt_ids[r] for r in rows.tolist()]
+            corpus_matrix(dedup.embedder)[rows],
+            rank,
+            texts=[questions[accepted.prompt_ids[r]] for r in rows.tolist()],
+            groups=[accepted.prompt_ids[r] for r in rows.tolist()],
         )
         counters.append(deduplicator.counters)
         for k in np.flatnonzero(~result.kept).tolist():

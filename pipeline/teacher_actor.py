@@ -79,7 +79,6 @@ class TeacherReplica:
 
     async def process_shard(self, prompts: pa.Table) -> ShardResult:
         start = time.perf_counter()
-        tokens_before = self.sampler.completion_tokens
         outcomes = await asyncio.gather(*(self._run(p) for p in from_table(prompts, Prompt)))
         samples = [s for o in outcomes for s in o.samples]
         dead = []
@@ -96,7 +95,8 @@ class TeacherReplica:
         return ShardResult(
             samples=to_table(samples, Generation),
             dead_letter=to_table(dead, DeadLetter),
-            completion_tokens=self.sampler.completion_tokens - tokens_before,
+            # Summed from this shard's own samples: other shards decode concurrently on this actor.
+            completion_tokens=sum(s.completion_tokens for s in samples),
             seconds=time.perf_counter() - start,
         )
 

@@ -60,6 +60,7 @@ class ResponseDedupConfig(Section):
     within_prompt_threshold: float = Field(default=0.95, gt=0.0, le=1.0)
     across_corpus: bool = Field(default=True, description="drop near duplicates answering other prompts")
     across_corpus_threshold: float = Field(default=0.97, gt=0.0, le=1.0)
+    same_numbers: bool = Field(default=True, description="across the corpus: the questions' numbers must match too")
 
 
 class DedupConfig(Section):
@@ -158,16 +159,30 @@ class NgramDetectorConfig(Section):
 
 
 class EmbeddingDetectorConfig(Section):
+    """A hit is cosine >= threshold, or cosine >= numbers_threshold when the two texts also share their
+    numbers: the embedding sees the topic but barely the numbers, and a rephrased problem keeps them."""
+
     enabled: bool = True
-    threshold: float = Field(default=0.80, gt=0.0, le=1.0, description="cosine similarity that makes a hit")
+    threshold: float = Field(default=0.90, gt=0.0, le=1.0, description="cosine similarity that is a hit alone")
+    numbers_threshold: float | None = Field(
+        default=0.75, gt=0.0, le=1.0, description="cosine similarity that is a hit when the numbers agree; null: off"
+    )
+    min_number_agreement: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="shared numbers / numbers of the text that has more"
+    )
     top_k: int = Field(default=5, ge=1, description="nearest benchmark items looked at per text")
+
+    @property
+    def floor(self) -> float:
+        """The lowest similarity that can be a hit."""
+        return min(self.threshold, self.numbers_threshold or self.threshold)
 
 
 class DecontamJudgeConfig(Section):
     enabled: bool = False
     teacher: str | None = Field(default=None, description="a key of `teachers` that answers 'same problem?'")
     low: float = Field(
-        default=0.65, gt=0.0, le=1.0, description="embedding matches in [low, embedding.threshold) go to the judge"
+        default=0.65, gt=0.0, le=1.0, description="embedding matches from `low` up that are not hits go to the judge"
     )
 
     @model_validator(mode="after")
@@ -193,4 +208,6 @@ class DecontaminationConfig(Section):
             raise ValueError(
                 f"judge.low ({self.judge.low}) must be below embedding.threshold ({self.embedding.threshold})"
             )
+        if self.embedding.numbers_threshold is not None and self.embedding.numbers_threshold > self.embedding.threshold:
+            raise ValueError("embedding.numbers_threshold must not be above embedding.threshold")
         return self

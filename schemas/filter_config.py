@@ -48,6 +48,10 @@ class LengthFilterConfig(Section):
     max_answer_chars: int | None = Field(
         default=8000, ge=1, description="longest answer (the summary after the reasoning) of a sample with reasoning"
     )
+    long_answer_domains: list[str] = Field(
+        default_factory=lambda: ["general"],
+        description="domains where the answer is the product (an essay, a story), not a summary: no answer limit",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> LengthFilterConfig:

@@ -7,7 +7,10 @@ quickly and exactly.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import re
+from pathlib import Path
 
 from distillery.operators.teachers.base import Completion, Teacher, TeacherResponse
 from distillery.schemas.teacher_config import SamplingConfig
@@ -16,7 +19,8 @@ from distillery.schemas.teacher_config import SamplingConfig
 class ScriptedTeacher(Teacher):
     """`script` maps a substring of the user turn to the completions of each round, in order;
     a completion ending in "<TRUNCATED>" comes back with finish reason `length`; the text
-    "<FAIL>" makes the request fail."""
+    "<FAIL>" makes the request fail; "<CRASH:path>" kills the whole process the first time
+    (it leaves `path` behind, so the retry goes through)."""
 
     def __init__(
         self, script: dict[str, list[list[str]]], n: int = 4, name: str = "scripted", delay_s: float = 0.0
@@ -32,6 +36,10 @@ class ScriptedTeacher(Teacher):
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         user = messages[-1]["content"]
+        crash = re.search(r"<CRASH:([^>]+)>", user)
+        if crash and not os.path.exists(crash.group(1)):
+            Path(crash.group(1)).touch()
+            os._exit(1)
         key = next((k for k in self.script if k in user), None)
         if key is None or "<FAIL>" in user:
             return TeacherResponse(error=f"no script for {user[:40]!r}")

@@ -92,6 +92,20 @@ def test_rerun_resumes_and_a_changed_job_is_refused(job, tmp_path, local_ray):
         run_job(job, out, teacher_factory=scripted_factory(SCRIPT))
 
 
+def test_a_replica_that_dies_is_restarted_and_its_shard_retried(tmp_path, local_ray):
+    marker = tmp_path / "crashed-once"
+    rows = [dict(r) for r in ROWS[:4]]
+    rows[2]["problem"] += f" <CRASH:{marker}>"
+    write_jsonl(tmp_path / "prompts.jsonl", rows)
+    job = tmp_path / "job.yaml"
+    job.write_text(job_yaml("prompts.jsonl", keep=1, max_rounds=2))
+    result = run_job(job, str(tmp_path / "run"), teacher_factory=scripted_factory(SCRIPT))
+    assert marker.exists()  # the replica process really died
+    con = duckdb.connect()
+    samples = f"read_parquet('{result.run_dir}/samples/*.parquet')"
+    assert q(con, f"SELECT count(DISTINCT prompt_id), count(*), count(DISTINCT id) FROM {samples}") == [(4, 28, 28)]
+
+
 def test_replica_placement_with_logical_gpus():
     """One GPU per replica, or a STRICT_PACK placement group of TP GPUs; no GPU on the CPU backend."""
     if ray.is_initialized():

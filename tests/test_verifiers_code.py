@@ -18,8 +18,10 @@ LCB_STDIN = json.dumps([{"input": "2\n3 4\n", "output": "7\n", "testtype": "stdi
                         {"input": "1\n5\n", "output": "5\n", "testtype": "stdin"}])
 LCB_FUNCTIONAL = json.dumps([{"input": "[1, 2, 3]\n2", "output": "[2, 4, 6]", "testtype": "functional"},
                              {"input": "[]\n5", "output": "[]", "testtype": "functional"}])
-HUMANEVAL = json.dumps({"test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(0, 0) == 0\n",
-                        "entry_point": "add"})
+HUMANEVAL = json.dumps({
+    "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(0, 0) == 0\n",
+    "entry_point": "add",
+})
 MBPP = json.dumps({"test_list": ["assert add(2, 3) == 5", "assert add(-1, 1) == 0"], "test_imports": ["import math"]})
 
 ADD_STDIO = "a, b = map(int, input().split())\nprint(a + b)"
@@ -136,7 +138,9 @@ def test_compare_result(expected: object, actual: object, same: bool) -> None:
 # -- extraction ------------------------------------------------------------------------------------
 
 def test_extract_code_takes_the_last_python_block() -> None:
-    response = "```python\nprint(1)\n```\nThen output:\n```text\n1\n```\nBetter:\n```py\nprint(2)\n```\n```bash\nls\n```"
+    response = (
+        "```python\nprint(1)\n```\nThen output:\n```text\n1\n```\nBetter:\n```py\nprint(2)\n```\n```bash\nls\n```"
+    )
     assert extract_code(response) == "print(2)\n"
     assert extract_code(response, "first_block") == "print(1)\n"
 
@@ -161,7 +165,8 @@ def verifier() -> CodeVerifier:
     [
         (APPS_STDIO, ADD_STDIO, "a, b = map(int, input().split())\nprint(a * b)"),
         (APPS_CALL, ADD_FUNCTION, "def add(a, b):\n    return a - b"),
-        (APPS_CALL, "class Solution:\n    def add(self, a, b):\n        return a + b", "def plus(a, b):\n    return a + b"),
+        (APPS_CALL, "class Solution:\n    def add(self, a, b):\n        return a + b",
+         "def plus(a, b):\n    return a + b"),
         (LCB_STDIN, "input()\nprint(sum(map(int, input().split())))", "input()\nprint(0)"),
         (LCB_FUNCTIONAL, "class Solution:\n    def scale(self, xs, k):\n        return [x * k for x in xs]",
          "class Solution:\n    def scale(self, xs, k):\n        return xs"),

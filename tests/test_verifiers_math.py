@@ -50,6 +50,8 @@ EQUIVALENT = [
     (r"\text{Monday}", r"\text{Monday}"),
     (r"\frac{1}{2004!}", r"\frac{1}{2004!}"),
     (r"\frac{1}{(10^{9})!}", r"\frac{1}{(10^{9})!}"),
+    (r"\frac{1}{2^{2^{7}}}", "2^{-128}"),
+    (r"(10^{1000})^{3}", "10^{3000}"),
 ]
 
 NOT_EQUIVALENT = [
@@ -60,6 +62,7 @@ NOT_EQUIVALENT = [
     (r"1-\frac{1}{\mathrm{e}}", r"1+\frac{1}{\mathrm{e}}"),
     # the same mechanisms elsewhere
     ("10^{-30}", "10^{-31}"),
+    (r"\frac{1}{2^{2^{7}}}", r"\frac{1}{2^{2^{7}+1}}"),
     ("3.14159265", "3.14159266"),
     (r"e^{-100}", r"e^{-101}"),
     (r"e^{-100}", "0.000000"),
@@ -106,7 +109,7 @@ def test_no_final_answer_is_invalid_not_incorrect() -> None:
 
 
 def test_unparseable_final_answer_is_invalid() -> None:
-    label, extracted, detail = VERIFIER.check(VERIFIER.prepare_gold("42", None), r"\boxed{\frac{}{}}")
+    label, _, detail = VERIFIER.check(VERIFIER.prepare_gold("42", None), r"\boxed{\frac{}{}}")
     assert (label, detail) == ("invalid", "final answer does not parse")
 
 

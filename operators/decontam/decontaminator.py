@@ -1,8 +1,8 @@
 """Benchmark decontamination: the detectors' matches -> one decision per text, with its evidence.
 
-A text is contaminated when an n-gram match or an embedding match at or above the threshold says
-so; with a judge, embedding matches in the borderline band [judge low, threshold) are put to it,
-best first, and a SAME makes the text contaminated. Every match (judged ones too, whatever the
+A text is contaminated when an n-gram match or an embedding hit (see `EmbeddingDetector`) says so;
+with a judge, embedding matches from the judge's `low` up that are not hits are put to it, best
+first, and a SAME makes the text contaminated. Every match (judged ones too, whatever the
 verdict) is kept as evidence for the audit table.
 """
 
@@ -79,8 +79,7 @@ class Decontaminator:
             embedding = EmbeddingDetector(
                 items,
                 embedder.encode([item.text for item in items]),
-                threshold=config.embedding.threshold,
-                top_k=config.embedding.top_k,
+                config.embedding,
                 floor=config.judge.low if judge is not None else None,
             )
         return cls(items, ngram=ngram, embedding=embedding, judge=judge)
@@ -94,17 +93,18 @@ class Decontaminator:
             return [[] for _ in texts]
         return [self.ngram.matches(text) for text in texts]
 
-    def embedding_matches(self, vectors: np.ndarray | None, count: int) -> list[list[Match]]:
+    def embedding_matches(self, vectors: np.ndarray | None, texts: Sequence[str]) -> list[list[Match]]:
+        """texts: those whose numbers are compared with the benchmark item's."""
         if self.embedding is None:
-            return [[] for _ in range(count)]
-        if vectors is None or len(vectors) != count:
-            raise ValueError(f"the embedding detector needs {count} vectors")
-        return self.embedding.matches(vectors)
+            return [[] for _ in texts]
+        if vectors is None or len(vectors) != len(texts):
+            raise ValueError(f"the embedding detector needs {len(texts)} vectors")
+        return self.embedding.matches(vectors, texts)
 
     def check(self, texts: Sequence[str], vectors: np.ndarray | None = None) -> list[Decision]:
         """Both detectors over texts (and their unit embeddings), then the judge, then decisions."""
         ngram = self.ngram_matches(texts)
-        embedding = self.embedding_matches(vectors, len(texts))
+        embedding = self.embedding_matches(vectors, texts)
         return self.decide([a + b for a, b in zip(ngram, embedding, strict=True)], texts.__getitem__)
 
     def decide(self, matches: Sequence[list[Match]], text_of: Callable[[int], str]) -> list[Decision]:

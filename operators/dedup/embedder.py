@@ -95,3 +95,16 @@ class Embedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+_LOADED: dict[str, Embedder] = {}
+
+
+def shared_embedder(config: EmbedderConfig | None = None) -> Embedder:
+    """One loaded model per configuration and process: stages and detectors that embed with the same
+    model share it instead of loading it again."""
+    config = config or EmbedderConfig()
+    key = config.model_dump_json()
+    if key not in _LOADED:
+        _LOADED[key] = Embedder(config)
+    return _LOADED[key]

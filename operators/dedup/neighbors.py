@@ -91,7 +91,7 @@ class NeighborSearch:
         for queries, found, scores in self._pairs(vectors, threshold):
             part = self._orient(queries, found, scores, rank, same, differ)
             if len(part):
-                parts.append(self._cap(part, rank))
+                parts.append(self._cap(self._unique(part, n), rank))
         if not parts:
             return _empty_links()
         merged = NeighborLinks(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 
 from distillery.schemas.records import stable_hash
 
@@ -64,7 +65,19 @@ def word_tokens(normalized: str) -> list[str]:
     return _WORD.findall(normalized.lower())
 
 
+def numbers(normalized: str) -> Counter[str]:
+    """The numbers of a text, as a multiset. Sentence embeddings barely see numbers, so two problems
+    that differ only in them embed almost identically; their numbers tell them apart."""
+    return Counter(n.replace(",", "") for n in _NUMBER.findall(normalized))
+
+
 def number_signature(normalized: str) -> str:
-    """The sorted numbers of a text. Sentence embeddings barely see numbers, so two problems that
-    differ only in them embed almost identically; comparing signatures tells them apart."""
-    return " ".join(sorted(n.replace(",", "") for n in _NUMBER.findall(normalized)))
+    """The sorted numbers of a text: equal signatures, same numbers."""
+    return " ".join(sorted(numbers(normalized).elements()))
+
+
+def number_agreement(ours: Counter[str], theirs: Counter[str]) -> float:
+    """Shared numbers over the numbers of the text that has more (1.0 when neither has any)."""
+    if not ours and not theirs:
+        return 1.0
+    return sum((ours & theirs).values()) / max(ours.total(), theirs.total())

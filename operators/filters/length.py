@@ -14,6 +14,7 @@ class LengthFilter(SampleFilter):
     def __init__(self, config: LengthFilterConfig) -> None:
         super().__init__()
         self.config = config
+        self.long_answer_domains = frozenset(config.long_answer_domains)
 
     def decide(self, prompt: Prompt, sample: Generation) -> tuple[bool, str]:
         tokens = sample.completion_tokens
@@ -23,6 +24,8 @@ class LengthFilter(SampleFilter):
         if limit is not None and tokens > limit:
             return False, f"{tokens} completion tokens (maximum {limit})"
         limit = self.config.max_answer_chars
-        if limit is not None and sample.reasoning.strip() and len(sample.answer) > limit:
+        if prompt.domain in self.long_answer_domains or not sample.reasoning.strip():
+            return True, ""
+        if limit is not None and len(sample.answer) > limit:
             return False, f"answer after the reasoning has {len(sample.answer)} characters (maximum {limit})"
         return True, ""

@@ -52,6 +52,7 @@ _SET_BRACES = re.compile(r"\\\{|\\lbrace")
 
 # Evaluating an exact value is skipped past these sizes: a power tower would hang the check.
 _MAX_EXPONENT = 100_000
+_MAX_BITS = 2_000_000
 _MAX_FACTORIAL = 20_000
 _SAMPLE_POINT = (Rational(7, 3), Rational(11, 5), Rational(13, 7), Rational(17, 11), Rational(19, 13))
 
@@ -83,15 +84,36 @@ def _is_percent(expr: Basic) -> bool:
     return any(isinstance(a, sympy.UnevaluatedExpr) for a in sympy.preorder_traversal(expr))
 
 
+def _at_most(expr: Basic, limit: float) -> bool:
+    """A number, or a constant expression cheap to evaluate, whose size is at most `limit`."""
+    if expr.is_Number:
+        return abs(expr) <= limit
+    if expr.free_symbols or not _cheap_to_evaluate(expr):
+        return False
+    try:
+        return abs(float(sympy.N(expr, 15))) <= limit
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _bits(expr: Basic) -> float:
+    """log2 of the size of a constant expression that is cheap to evaluate."""
+    size = abs(sympy.N(expr, 15))
+    return float(sympy.log(size, 2).evalf(15)) if size > 1 else 0.0
+
+
 def _cheap_to_evaluate(expr: Basic) -> bool:
-    """No power or factorial whose exact value would take long to compute."""
+    """No power or factorial whose exact value would take long to compute: powers of at most
+    _MAX_BITS bits with exponents up to _MAX_EXPONENT (2^{2^{7}} is fine, a power tower is not),
+    factorials of at most _MAX_FACTORIAL."""
     for node in sympy.preorder_traversal(expr):
         if isinstance(node, sympy.Pow):
-            exponent = node.exp
-            if not exponent.is_Number or abs(exponent) > _MAX_EXPONENT:
+            if not _at_most(node.exp, _MAX_EXPONENT):
                 return False
-        elif isinstance(node, (sympy.factorial, sympy.factorial2, sympy.binomial, sympy.gamma)) and any(
-            not a.is_Number or abs(a) > _MAX_FACTORIAL for a in node.args
+            if not node.base.free_symbols and abs(float(node.exp)) * _bits(node.base) > _MAX_BITS:
+                return False
+        elif isinstance(node, (sympy.factorial, sympy.factorial2, sympy.binomial, sympy.gamma)) and not all(
+            _at_most(a, _MAX_FACTORIAL) for a in node.args
         ):
             return False
     return True

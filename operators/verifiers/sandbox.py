@@ -6,8 +6,20 @@ minimal /dev and a private size-limited /tmp; it has no network (its own empty n
 its own PID namespace (every process of the run dies with it) and a new session. Inside, the
 harness (`sandbox_harness.py`) sets rlimits (CPU, address space, processes, file size, open files)
 and, when the host runs as root, becomes a random unprivileged user before any candidate code
-runs. From outside, the host kills the whole process group at the wall-clock deadline, caps every
-stream it reads, and believes only result lines tagged with the run's random nonce.
+runs. From outside, the host kills the whole process group and the PID namespace at the wall-clock
+deadline, caps every stream it reads, and believes only result lines tagged with the run's random
+nonce.
+
+Without bubblewrap (`auto` warns in the log): `unshare` gives the same network, PID, IPC and UTS
+namespaces and limits, but the program sees the host's files (as its unprivileged user, when the
+host is root) and works in a temporary folder; with neither, only the limits, the process group
+and (as root) killing everything the run's user still runs are left.
+
+What a program cannot do is forge a result: stdin/stdout outputs and function results are compared
+on the host against expected values the sandbox never sees. Assertion tests (HumanEval, MBPP) run
+in the program's own process, so a program written to search the harness's memory for the nonce
+could forge one; exiting early, printing "passed", or returning an object that equals anything
+cannot.
 """
 
 from __future__ import annotations
@@ -40,6 +52,7 @@ HARNESS = Path(__file__).with_name("sandbox_harness.py")
 _HARNESS_INSIDE = "/sandbox/harness.py"
 _STDERR_TAIL = 4096
 _RECORD_SLACK = 256 * 1024
+_UID_BASE = 2**31
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +218,9 @@ class Sandbox:
         host_dir = None
         drop_to = None
         if os.geteuid() == 0:
-            uid = 100_000 + secrets.randbelow(2**30)
+            # A user of its own for each run, from a range no system allocates (above 2^31, which
+            # systemd leaves unused), so nothing else ever runs under it.
+            uid = _UID_BASE + secrets.randbelow(2**30)
             drop_to = [uid, uid]
         if not workdir:
             host_dir = tempfile.mkdtemp(prefix="distillery-sandbox-")
@@ -257,6 +272,9 @@ class Sandbox:
                 pass_fds=(write_fd,), start_new_session=True, close_fds=True,
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"},
             )
+        except OSError:
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
         result = os.fdopen(read_fd, "rb", buffering=0)
