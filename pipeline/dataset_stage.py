@@ -22,6 +22,8 @@ from distillery.schemas.arrow import from_table, to_table
 from distillery.schemas.job import JobConfig
 from distillery.schemas.records import Generation, Kind, Prompt, SFTRecord
 
+SPLITS = ("reasoning", "general")
+
 
 def split_of(domain: str) -> str:
     return "general" if domain == GENERAL_DOMAIN else "reasoning"
@@ -62,8 +64,11 @@ def build_dataset(job: JobConfig, run: RunDirectory, excluded_samples: set[str] 
             counts.setdefault(split, Counter())[sample.domain] += 1
         for split, records in rows.items():
             write_parquet_atomic(to_table(records, SFTRecord), staging / split / f"{samples_file.stem}.parquet")
-    for split in counts:
-        (staging / split).mkdir(exist_ok=True)
+    for split in SPLITS:
+        if split not in counts:
+            # An empty split still has its file and schema: readers of `dataset/*/*.parquet` never fail.
+            write_parquet_atomic(to_table([], SFTRecord), staging / split / "part-empty.parquet")
+            counts[split] = Counter()
     (staging / "dataset_info.json").write_text(json.dumps(llama_factory_info(job.name, list(counts)), indent=2))
     (staging / "README.md").write_text(dataset_card(job, counts))
     run.replace_dir(staging, run.dataset)

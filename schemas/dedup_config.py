@@ -38,7 +38,7 @@ class EmbedderConfig(Section):
 
 class VectorSearchConfig(Section):
     exact_max_rows: int = Field(
-        default=20_000, ge=1, description="up to this many vectors one exact faiss index; past it, k-means clusters"
+        default=10_000, ge=1, description="up to this many vectors one exact faiss index; past it, k-means clusters"
     )
     rows_per_cluster: int = Field(default=1000, ge=16, description="mean cluster size of the clustered search")
     probes: int = Field(default=4, ge=1, description="nearest clusters whose members each vector is compared with")

@@ -81,9 +81,15 @@ def math_job(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def local_ray():
-    """A local Ray instance for tests that run stages (2 CPUs, no GPUs)."""
+    """A local Ray instance for tests that run stages (4 logical CPUs, no GPUs). It is shared by the
+    tests that ask for it (starting Ray takes ~15 s); a test that needs another shape shuts it down."""
+    if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0:
+        ray.shutdown()
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    yield
+
+
+def pytest_sessionfinish(session, exitstatus):
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=4, num_gpus=0, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()

@@ -29,7 +29,24 @@ ROWS = [
     {"id": "t4", "problem": "What is the sum of the first 20 positive odd numbers?", "answer": "400", "domain": "math"},
     {"id": "t5", "problem": "What is 10 - 4?", "answer": "6", "domain": "math"},
 ]
-SHARDS = len(ROWS)
+GENERAL = [
+    {"id": "g1", "prompt": "Hello!", "domain": "general"},
+    {"id": "g2", "prompt": "What is the capital of Japan?", "domain": "general"},
+]
+SHARDS = len(ROWS) + len(GENERAL)
+GENERAL_SOURCE = """\
+  - name: chat
+    format: jsonl
+    path: general.jsonl
+    fields: {problem: prompt, answer: null, domain: domain, id: id}
+    require_answer: false
+"""
+JUDGE = """
+judge:
+  teacher: t
+general:
+  min_score: 1
+"""
 
 
 def _env() -> dict[str, str]:
@@ -44,12 +61,21 @@ def _command(job: Path, out: Path) -> list[str]:
 def real_job(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("teacher")
     write_jsonl(folder / "prompts.jsonl", ROWS)
+    write_jsonl(folder / "general.jsonl", GENERAL)
     job = folder / "job.yaml"
-    # One prompt per shard and one shard in flight: shards finish one by one, so a kill lands between them.
     text = job_yaml(
-        "prompts.jsonl", model="bundled:smollm2-135m", shard_size=1, max_rounds=1, keep=2, n=3, max_tokens=48
+        "prompts.jsonl",
+        model="bundled:smollm2-135m",
+        shard_size=1,
+        max_rounds=1,
+        keep=2,
+        n=3,
+        max_tokens=48,
+        extra=JUDGE,
     )
-    job.write_text(text.replace("shards_in_flight: 2", "shards_in_flight: 1"))
+    # One prompt per shard and one shard in flight: shards finish one by one, so a kill lands between them.
+    text = text.replace("shards_in_flight: 2", "shards_in_flight: 1")
+    job.write_text(text.replace("teachers:\n", GENERAL_SOURCE + "teachers:\n", 1))
     return job
 
 
@@ -88,21 +114,30 @@ def test_real_teacher_run_outputs(reference_run: Path):
         f"FROM {samples}"
     ).fetchall()
     assert sampling == [(3, 48)]
-    # dataset rows are exactly the selected samples, in R1's format
-    dataset_files = list((reference_run / "dataset" / "reasoning").glob("*.parquet"))
+    # both splits are written; dataset rows are exactly the selected samples, in R1's format
+    for split in ("reasoning", "general"):
+        assert list((reference_run / "dataset" / split).glob("*.parquet")), f"no {split} split"
     selected = con.execute(f"SELECT count(*) FROM {samples} WHERE selected").fetchone()[0]
-    if dataset_files:
-        rows = con.execute(
-            f"SELECT d.messages[2].content, s.reasoning, s.answer, d.pass_rate, p.problem = d.prompt "
-            f"FROM read_parquet('{reference_run}/dataset/reasoning/*.parquet') d "
-            f"JOIN {samples} s ON s.id = d.sample_id "
-            f"JOIN read_parquet('{reference_run}/prompts/*.parquet') p ON p.id = d.prompt_id"
-        ).fetchall()
-        assert len(rows) == selected
-        for content, reasoning, answer, rate, same_prompt in rows:
-            assert content == f"<think>\n{reasoning}\n</think>\n\n{answer}" and 0 < rate <= 1 and same_prompt
-    else:
-        assert selected == 0
+    rows = con.execute(
+        "SELECT d.messages[2].content, s.reasoning, d.reasoning, s.answer, d.pass_rate, p.problem = d.prompt, "
+        f"d.kind, s.domain FROM read_parquet('{reference_run}/dataset/*/*.parquet') d "
+        f"JOIN {samples} s ON s.id = d.sample_id "
+        f"JOIN read_parquet('{reference_run}/prompts/*.parquet') p ON p.id = d.prompt_id"
+    ).fetchall()
+    assert len(rows) == selected
+    for content, sample_reasoning, reasoning, answer, rate, same_prompt, kind, domain in rows:
+        assert content == f"<think>\n{reasoning}\n</think>\n\n{answer}" and 0 < rate <= 1 and same_prompt
+        assert kind == ("shortcut" if domain == "math" else ("no_cot" if not reasoning else "general"))
+        assert reasoning == sample_reasoning or kind == "no_cot"
+    general = con.execute(f"SELECT count(*) FROM read_parquet('{reference_run}/dataset/general/*.parquet')").fetchone()[
+        0
+    ]
+    assert general >= 1  # the judge (the teacher itself, min_score 1) let general answers through
+    judged = con.execute(
+        f"SELECT count(*) FROM {samples} WHERE domain = 'general' "
+        "AND len(list_filter(verdicts, lambda v: starts_with(v.verifier, 'llm_judge'))) > 0"
+    ).fetchone()[0]
+    assert judged == 3 * len(GENERAL)
 
 
 def _sample_rows(run: Path) -> list[tuple]:
