@@ -45,6 +45,7 @@ lint: install
 
 bench: install teacher
 	$(BIN)/python bench/generation_overhead.py
+	$(BIN)/python bench/verifiers.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

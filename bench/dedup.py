@@ -66,9 +66,14 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def synthetic_child(n: int, seed: int) -> None:
+def synthetic_child(n: int, seed: int, threads: int) -> None:
     """One size, in its own process: prints a JSON line with time, memory and recall."""
+    import faiss
+
     from distillery.operators.dedup.neighbors import NeighborSearch, keep_first
+
+    if threads:
+        faiss.omp_set_num_threads(threads)
 
     vectors, originals, copies = synthetic_vectors(n, seed)
     planted_cosine = np.einsum("ij,ij->i", vectors[originals], vectors[copies])
@@ -104,12 +109,15 @@ def synthetic_child(n: int, seed: int) -> None:
     )
 
 
-def run_synthetic(sizes: list[int], seed: int) -> None:
-    print(f"== near-duplicate search over synthetic {DIM}-d embeddings (threshold {THRESHOLD})")
+def run_synthetic(sizes: list[int], seed: int, threads: int) -> None:
+    print(
+        f"== near-duplicate search over synthetic {DIM}-d embeddings (threshold {THRESHOLD}, "
+        f"{threads or 'all'} thread(s))"
+    )
     rows = []
     for n in sizes:
         proc = subprocess.run(
-            [sys.executable, __file__, "--synthetic-child", str(n), "--seed", str(seed)],
+            [sys.executable, __file__, "--synthetic-child", str(n), "--seed", str(seed), "--threads", str(threads)],
             capture_output=True,
             text=True,
             check=False,
@@ -443,16 +451,19 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "synthetic", "benchmarks"], default="all")
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated synthetic sizes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="faiss threads (0: all); 1 gives steadier timings on a busy machine"
+    )
     parser.add_argument("--synthetic-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
         "--benchmarks-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
     )
     args = parser.parse_args()
     if args.synthetic_child:
-        synthetic_child(args.synthetic_child, args.seed)
+        synthetic_child(args.synthetic_child, args.seed, args.threads)
         return
     if args.part in ("all", "synthetic"):
-        run_synthetic([int(s) for s in args.sizes.split(",")], args.seed)
+        run_synthetic([int(s) for s in args.sizes.split(",")], args.seed, args.threads)
     if args.part in ("all", "benchmarks"):
         run_benchmarks(args.benchmarks_dir)
 

@@ -144,7 +144,7 @@ def decontaminate_file(
     ids, texts = read_items(source, id_field, text_field)
     config = config.model_copy(update={"judge": config.judge.model_copy(update={"enabled": False})})
     model = shared_embedder(embedder) if config.embedding.enabled else None
-    decontaminator = Decontaminator.from_config(config, embedder=model, base_dir=base_dir)
+    decontaminator = Decontaminator.from_config(config, encode=model.encode if model else None, base_dir=base_dir)
     vectors = model.encode(texts) if model is not None else None
     decisions = decontaminator.check(texts, vectors)
     results = [

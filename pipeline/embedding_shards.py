@@ -73,6 +73,23 @@ class EmbeddingActor:
         return output
 
 
+def cached_encoder(folder: Path, config: EmbedderConfig) -> Callable[[Sequence[str]], np.ndarray]:
+    """`encode(texts)` that keeps its result in `folder`, named by the model and the texts, so a
+    resumed stage does not embed the same benchmark items again."""
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        path = folder / f"{stable_hash('texts', embedder_key(config), *texts)}.parquet"
+        if path.exists():
+            return read_embeddings([path])[1]
+        from distillery.operators.dedup.embedder import shared_embedder
+
+        vectors = shared_embedder(config).encode(texts)
+        write_parquet_atomic(embedding_table([str(k) for k in range(len(texts))], vectors, config.model), path)
+        return vectors
+
+    return encode
+
+
 def run_embedding_units(units: Sequence[EmbeddingUnit], config: EmbedderConfig) -> int:
     """Embed every unit whose file is missing; the number embedded."""
     pending = [u for u in units if not u.output.exists()]

@@ -9,7 +9,10 @@ import duckdb
 VIEWS = {
     "prompts": "prompts/*.parquet",
     "dead_letter": "dead_letter/*.parquet",
+    "dropped_prompts": "prompt_filter/dropped.parquet",
     "samples": "samples/*.parquet",
+    "dropped_responses": "response_filter/dropped.parquet",
+    "decontam_audit": "decontam_audit/*.parquet",
     "dataset": "dataset/*/*.parquet",
 }
 
@@ -26,6 +29,11 @@ EXAMPLES = [
     ),
     ("inputs that never became prompts", "SELECT stage, source, row, reason FROM dead_letter ORDER BY ALL LIMIT 20"),
     (
+        "prompts dropped as duplicates or benchmark leaks, with the evidence",
+        "SELECT p.reason, p.problem, a.benchmark, a.detector, a.score, a.evidence FROM dropped_prompts p "
+        "LEFT JOIN decontam_audit a ON a.item_id = p.id",
+    ),
+    (
         "a dataset row with its prompt",
         "SELECT d.id, p.problem, d.answer, d.pass_rate FROM dataset d JOIN prompts p ON p.id = d.prompt_id LIMIT 5",
     ),
@@ -38,12 +46,7 @@ def connect(run_dir: Path) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
         raise FileNotFoundError(f"{run_dir} is not a distillery run directory (no config_hash)")
     con = duckdb.connect()
     made = []
-    extra = {
-        p.name: f"{p.name}/*.parquet"
-        for p in sorted(run_dir.iterdir())
-        if p.is_dir() and not p.name.startswith(".") and p.name not in VIEWS and any(p.glob("*.parquet"))
-    }
-    for view, pattern in {**VIEWS, **extra}.items():
+    for view, pattern in VIEWS.items():
         files = sorted(f for f in run_dir.glob(pattern) if not f.name.startswith("."))
         if not files:
             continue
@@ -58,7 +61,7 @@ def describe(run_dir: Path) -> str:
     lines = [f"run {run_dir}", ""]
     for view in views:
         count = con.execute(f"SELECT count(*) FROM {view}").fetchone()
-        lines.append(f"  {view:<12} {count[0] if count else 0:>8} rows")
+        lines.append(f"  {view:<18} {count[0] if count else 0:>8} rows")
     lines += ["", "example queries (distillery inspect RUN 'SQL'):"]
     for title, sql in EXAMPLES:
         lines += [f"  -- {title}", f"  {sql}"]

@@ -11,6 +11,7 @@ RUN/prompt_filter/embeddings/<model key>/part-00000.parquet   (id, embedding): o
 RUN/prompt_filter/counters.json
 RUN/prompt_filter/dropped.parquet      DroppedPrompt rows; written last: the stage is done iff it exists
 RUN/decontam_audit/prompts.parquet     DecontamAudit rows, one per benchmark match
+RUN/decontam_audit/benchmark_embeddings/<hash of model and texts>.parquet   reused by stage 5 and reruns
 ```
 The prompt shards themselves are not rewritten: generation skips the dropped ids.
 """
@@ -29,10 +30,15 @@ from distillery.operators.counters import OperatorCounters
 from distillery.operators.decontam.decontaminator import Decision, Decontaminator
 from distillery.operators.decontam.judge import ContaminationJudge
 from distillery.operators.dedup.deduplicator import ExactDeduplicator, NearDeduplicator, keep_order
-from distillery.operators.dedup.embedder import shared_embedder
 from distillery.operators.teachers.base import Teacher
 from distillery.operators.writers.parquet import write_parquet_atomic
-from distillery.pipeline.embedding_shards import EmbeddingUnit, embedder_key, read_embeddings, run_embedding_units
+from distillery.pipeline.embedding_shards import (
+    EmbeddingUnit,
+    cached_encoder,
+    embedder_key,
+    read_embeddings,
+    run_embedding_units,
+)
 from distillery.pipeline.run_dir import RunDirectory
 from distillery.schemas.arrow import to_table
 from distillery.schemas.dedup_config import DecontaminationConfig, EmbedderConfig
@@ -60,6 +66,11 @@ def dropped_path(run: RunDirectory) -> Path:
 
 def audit_path(run: RunDirectory) -> Path:
     return run.path / "decontam_audit" / "prompts.parquet"
+
+
+def benchmark_cache(run: RunDirectory) -> Path:
+    """Embeddings of the benchmark items, shared by stages 2 and 5."""
+    return run.path / "decontam_audit" / "benchmark_embeddings"
 
 
 def decontam_embedder(config: DecontaminationConfig, fallback: EmbedderConfig) -> EmbedderConfig:
@@ -176,7 +187,7 @@ def run_prompt_filter(
         judge = build_judge(job, judge_teacher)
         decontaminator = Decontaminator.from_config(
             decontam,
-            embedder=shared_embedder(decontam_config) if decontam.embedding.enabled else None,
+            encode=cached_encoder(benchmark_cache(run), decontam_config) if decontam.embedding.enabled else None,
             judge=judge,
             base_dir=base_dir,
         )

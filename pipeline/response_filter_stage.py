@@ -21,6 +21,7 @@ RUN/response_filter/kept.parquet       KeptResponse rows (accepted samples that 
 RUN/response_filter/counters.json
 RUN/response_filter/dropped.parquet    DroppedResponse rows; written last: done iff it exists
 RUN/decontam_audit/responses.parquet   DecontamAudit rows
+RUN/decontam_audit/benchmark_embeddings/   the benchmark items' embeddings, shared with stage 2
 ```
 """
 
@@ -40,12 +41,17 @@ from distillery.operators.counters import OperatorCounters
 from distillery.operators.decontam.decontaminator import Decontaminator
 from distillery.operators.decontam.matches import Match
 from distillery.operators.dedup.deduplicator import NearDeduplicator, keep_order
-from distillery.operators.dedup.embedder import shared_embedder
 from distillery.operators.dedup.neighbors import NeighborLinks, Representatives, keep_first
 from distillery.operators.teachers.base import Teacher
 from distillery.operators.writers.parquet import write_parquet_atomic
-from distillery.pipeline.embedding_shards import EmbeddingUnit, embedder_key, read_embeddings, run_embedding_units
-from distillery.pipeline.prompt_filter_stage import build_judge, decontam_embedder
+from distillery.pipeline.embedding_shards import (
+    EmbeddingUnit,
+    cached_encoder,
+    embedder_key,
+    read_embeddings,
+    run_embedding_units,
+)
+from distillery.pipeline.prompt_filter_stage import benchmark_cache, build_judge, decontam_embedder
 from distillery.pipeline.run_dir import RunDirectory
 from distillery.schemas.arrow import to_table
 from distillery.schemas.dedup_config import EmbedderConfig
@@ -232,15 +238,14 @@ def run_response_filter(
         return corpus_vectors[key]
 
     if decontam.enabled and decontam.responses and decontam.benchmarks and n:
+        model = decontam_embedder(decontam, dedup.embedder)
         decontaminator = Decontaminator.from_config(
             decontam,
-            embedder=shared_embedder(decontam_embedder(decontam, dedup.embedder))
-            if decontam.embedding.enabled
-            else None,
+            encode=cached_encoder(benchmark_cache(run), model) if decontam.embedding.enabled else None,
             judge=build_judge(job, judge_teacher),
             base_dir=base_dir,
         )
-        vectors = corpus_matrix(decontam_embedder(decontam, dedup.embedder)) if decontaminator.needs_vectors else None
+        vectors = corpus_matrix(model) if decontaminator.needs_vectors else None
         matches = decontaminator.embedding_matches(vectors, [questions[p] for p in accepted.prompt_ids])
         # N-grams see the whole prompt and answer, file by file; texts are kept only for rows with evidence.
         full_texts: dict[int, str] = {}

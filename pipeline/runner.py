@@ -13,6 +13,8 @@ import ray
 from distillery.pipeline.dataset_stage import build_dataset
 from distillery.pipeline.generate import GenerationStage, TeacherFactoryBuilder, default_teacher_factory
 from distillery.pipeline.ingest import run_ingest
+from distillery.pipeline.prompt_filter_stage import run_prompt_filter
+from distillery.pipeline.response_filter_stage import run_response_filter
 from distillery.pipeline.run_dir import RunDirectory
 from distillery.schemas.job import JobConfig, job_base_dir, load_job
 
@@ -56,11 +58,17 @@ def run_job(
     run.clean_staging()
     report: dict[str, object] = {"config_hash": job.config_hash()}
 
-    ingest = run_ingest(job, job_base_dir(job_path), run)
+    base_dir = job_base_dir(job_path)
+    ingest = run_ingest(job, base_dir, run)
     if ingest:
         report["ingest"] = [c.as_dict() for c in ingest]
     connect_ray()
-    report["generate"] = GenerationStage(job, run, teacher_factory).run()
-    report["dataset"] = build_dataset(job, run)
+    # Duplicates and benchmark leaks are dropped before any teacher time is spent on them.
+    prompt_filter = run_prompt_filter(job, run, base_dir)
+    report["prompt_filter"] = prompt_filter.counters
+    report["generate"] = GenerationStage(job, run, teacher_factory).run(excluded_prompts=prompt_filter.excluded)
+    response_filter = run_response_filter(job, run, base_dir)
+    report["response_filter"] = response_filter.counters
+    report["dataset"] = build_dataset(job, run, excluded_samples=response_filter.excluded)
     (run.path / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return RunResult(run.path, report)

@@ -184,6 +184,7 @@ class DecontamJudgeConfig(Section):
     low: float = Field(
         default=0.65, gt=0.0, le=1.0, description="embedding matches from `low` up that are not hits go to the judge"
     )
+    per_item: int = Field(default=3, ge=1, description="nearest borderline benchmark items judged per text")
 
     @model_validator(mode="after")
     def _teacher(self) -> DecontamJudgeConfig:

@@ -81,7 +81,7 @@ def benchmark_file(tmp_path_factory) -> Path:
 
 def test_paraphrases_are_caught_by_embeddings_and_missed_by_ngrams(benchmark_file: Path):
     config = DecontaminationConfig(benchmarks=[BenchmarkConfig(path=str(benchmark_file), field="problem")])
-    decontaminator = Decontaminator.from_config(config, embedder=shared_embedder())
+    decontaminator = Decontaminator.from_config(config, encode=shared_embedder().encode)
     ids = list(PARAPHRASES) + list(UNRELATED)
     texts = [text for _, text in PARAPHRASES.values()] + list(UNRELATED.values())
     assert decontaminator.ngram_matches(texts) == [[] for _ in texts]

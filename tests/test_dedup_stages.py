@@ -113,9 +113,11 @@ def test_prompt_filter_drops_duplicates_and_contaminated_prompts_and_resumes(tmp
     # Done is the dropped file: a rerun only reads it back.
     units = sorted((run.path / "prompt_filter" / "embeddings").rglob("*.parquet"))
     assert [u.name for u in units] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    units += list((run.path / "decontam_audit" / "benchmark_embeddings").glob("*.parquet"))
+    assert len(units) == 4
     stamps = [u.stat().st_mtime_ns for u in units]
     assert run_prompt_filter(job, run, tmp_path).excluded == result.excluded
-    # Without it, the stage runs again on the embedding units already written, to the same table.
+    # Without it, the stage runs again on the embeddings already written, to the same table.
     first = (run.path / "prompt_filter" / "dropped.parquet").read_bytes()
     (run.path / "prompt_filter" / "dropped.parquet").unlink()
     assert run_prompt_filter(job, run, tmp_path).excluded == result.excluded

@@ -102,7 +102,12 @@ def test_both_splits_are_written_with_the_same_schema(tmp_path, local_ray):
     (tmp_path / "job.yaml").write_text(text + "judge: {teacher: t}\n")
     result = run_job(tmp_path / "job.yaml", str(tmp_path / "run"), teacher_factory=scripted_factory(SCRIPT))
     dataset = result.run_dir / "dataset"
-    assert result.report["dataset"] == {"reasoning": 2, "general": 4}
+    # each prompt's samples are the same text: stage 5 keeps one of them (a selected one)
+    assert result.report["dataset"] == {"reasoning": 1, "general": 2}
+    twins = duckdb.sql(
+        f"SELECT reason, count(*) FROM '{result.run_dir}/response_filter/dropped.parquet' GROUP BY ALL"
+    ).fetchall()
+    assert twins == [("near_duplicate_in_prompt", 9)]  # 4 identical samples per accepted prompt
     general_schema = pq.read_schema(next((dataset / "general").glob("*.parquet")))
     assert general_schema.equals(pq.read_schema(next((dataset / "reasoning").glob("*.parquet"))))
     rows = duckdb.sql(
@@ -110,11 +115,10 @@ def test_both_splits_are_written_with_the_same_schema(tmp_path, local_ray):
         f"FROM '{dataset}/general/*.parquet' ORDER BY prompt, sample_id"
     ).fetchall()
     assert [r[:3] for r in rows] == [
-        ("Hello!", "no_cot", ""), ("Hello!", "no_cot", ""),
-        ("Write a haiku about the sea.", "general", "Five, seven, five syllables."),
+        ("Hello!", "no_cot", ""),
         ("Write a haiku about the sea.", "general", "Five, seven, five syllables."),
     ]
-    greeting, haiku = rows[0], rows[2]
+    greeting, haiku = rows
     # the user turn is the bare request: no \boxed{} template, no instruction to think
     assert greeting[3] == "Hello!" and greeting[4] == "<think>\n\n</think>\n\nHi! How can I help you today?"
     assert haiku[4] == "<think>\nFive, seven, five syllables.\n</think>\n\nWaves fold into foam"

@@ -20,7 +20,6 @@ from distillery.operators.decontam.embedding import EmbeddingDetector
 from distillery.operators.decontam.judge import ContaminationJudge
 from distillery.operators.decontam.matches import Match
 from distillery.operators.decontam.ngram import NgramDetector
-from distillery.operators.dedup.embedder import Embedder
 from distillery.schemas.dedup_config import DecontaminationConfig
 from distillery.schemas.dedup_records import DecontamAudit, audit_id
 
@@ -58,11 +57,12 @@ class Decontaminator:
         cls,
         config: DecontaminationConfig,
         *,
-        embedder: Embedder | None,
+        encode: Callable[[Sequence[str]], np.ndarray] | None,
         judge: ContaminationJudge | None = None,
         base_dir: Path | None = None,
     ) -> Decontaminator:
-        """Loads the benchmarks and builds the enabled detectors (the embedding one needs `embedder`)."""
+        """Loads the benchmarks and builds the enabled detectors. The embedding detector needs `encode`
+        (texts -> unit vectors, e.g. `Embedder.encode`, or a caching wrapper of it)."""
         if config.judge.enabled and judge is None:
             raise ValueError("decontamination.judge is enabled but no judge (teacher) was given")
         judge = judge if config.judge.enabled else None
@@ -74,15 +74,15 @@ class Decontaminator:
         )
         embedding = None
         if config.embedding.enabled:
-            if embedder is None:
-                raise ValueError("the embedding detector is enabled but no embedder was given")
+            if encode is None:
+                raise ValueError("the embedding detector is enabled but no embedding model was given")
             embedding = EmbeddingDetector(
                 items,
-                embedder.encode([item.text for item in items]),
+                encode([item.text for item in items]),
                 config.embedding,
                 floor=config.judge.low if judge is not None else None,
             )
-        return cls(items, ngram=ngram, embedding=embedding, judge=judge)
+        return cls(items, ngram=ngram, embedding=embedding, judge=judge, judge_per_item=config.judge.per_item)
 
     @property
     def needs_vectors(self) -> bool:
