@@ -18,9 +18,8 @@ The prompt shards themselves are not rewritten: generation skips the dropped ids
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,6 @@ from distillery.operators.decontam.decontaminator import Decision, Decontaminato
 from distillery.operators.decontam.judge import ContaminationJudge
 from distillery.operators.dedup.deduplicator import ExactDeduplicator, NearDeduplicator, keep_order
 from distillery.operators.teachers.base import Teacher
-from distillery.operators.writers.parquet import write_parquet_atomic
 from distillery.pipeline.embedding_shards import (
     EmbeddingUnit,
     cached_encoder,
@@ -39,6 +37,7 @@ from distillery.pipeline.embedding_shards import (
     read_embeddings,
     run_embedding_units,
 )
+from distillery.pipeline.filter_stage_files import FilterStageFiles, FilterStageResult
 from distillery.pipeline.run_dir import RunDirectory
 from distillery.schemas.arrow import to_table
 from distillery.schemas.dedup_config import DecontaminationConfig, EmbedderConfig
@@ -49,23 +48,8 @@ log = logging.getLogger(__name__)
 STAGE = "prompt_filter"
 
 
-@dataclass
-class PromptFilterResult:
-    excluded: set[str]
-    """Ids of the prompts that generation must skip."""
-    counters: list[dict[str, object]] = field(default_factory=list)
-
-
-def stage_dir(run: RunDirectory) -> Path:
-    return run.path / STAGE
-
-
-def dropped_path(run: RunDirectory) -> Path:
-    return stage_dir(run) / "dropped.parquet"
-
-
-def audit_path(run: RunDirectory) -> Path:
-    return run.path / "decontam_audit" / "prompts.parquet"
+def stage_files(run: RunDirectory) -> FilterStageFiles:
+    return FilterStageFiles(run, STAGE, "prompts.parquet")
 
 
 def benchmark_cache(run: RunDirectory) -> Path:
@@ -119,7 +103,7 @@ def _embed(
     run: RunDirectory, shards: list[str], prompts: _Prompts, rows: np.ndarray, config: EmbedderConfig
 ) -> np.ndarray:
     """Unit embeddings of prompts[rows], one resumable file per shard."""
-    folder = stage_dir(run) / "embeddings" / embedder_key(config)
+    folder = stage_files(run).folder / "embeddings" / embedder_key(config)
     by_shard: dict[int, list[int]] = {}
     for row in rows.tolist():
         by_shard.setdefault(prompts.shard_of[row], []).append(row)
@@ -142,14 +126,13 @@ def _embed(
 
 def run_prompt_filter(
     job: JobConfig, run: RunDirectory, base_dir: Path, *, judge_teacher: Teacher | None = None
-) -> PromptFilterResult:
+) -> FilterStageResult:
     """Stage 2 over the ingested prompt shards. Resumes: done iff `prompt_filter/dropped.parquet`
     exists (then it is only read back); embedding shards already written are reused."""
-    if dropped_path(run).exists():
-        excluded = set(pq.read_table(dropped_path(run), columns=["id"]).column("id").to_pylist())
-        counters_file = stage_dir(run) / "counters.json"
-        counters = json.loads(counters_file.read_text()) if counters_file.exists() else []
-        return PromptFilterResult(excluded, counters)
+    output = stage_files(run)
+    finished = output.finished()
+    if finished is not None:
+        return finished
 
     dedup, decontam = job.dedup, job.decontamination
     shards = run.prompt_shards()
@@ -218,12 +201,7 @@ def run_prompt_filter(
             dropped.append(_dropped(prompts, int(rows[k]), "near_duplicate", prompts.ids[twin], float(result.score[k])))
 
     report = [c.as_dict() for c in counters]
-    write_parquet_atomic(to_table(audit, DecontamAudit), audit_path(run))
-    stage_dir(run).mkdir(parents=True, exist_ok=True)
-    (stage_dir(run) / "counters.json").write_text(json.dumps(report, indent=2))
-    dropped.sort(key=lambda d: d.id)
-    write_parquet_atomic(to_table(dropped, DroppedPrompt), dropped_path(run))
-    return PromptFilterResult({d.id for d in dropped}, report)
+    return output.commit(to_table(audit, DecontamAudit), to_table(dropped, DroppedPrompt), report)
 
 
 def _dropped(prompts: _Prompts, row: int, reason: str, twin: str, similarity: float) -> DroppedPrompt:

@@ -27,7 +27,6 @@ RUN/decontam_audit/benchmark_embeddings/   the benchmark items' embeddings, shar
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from distillery.pipeline.embedding_shards import (
     read_embeddings,
     run_embedding_units,
 )
+from distillery.pipeline.filter_stage_files import FilterStageFiles, FilterStageResult
 from distillery.pipeline.prompt_filter_stage import benchmark_cache, build_judge, decontam_embedder
 from distillery.pipeline.run_dir import RunDirectory
 from distillery.schemas.arrow import to_table
@@ -78,23 +78,8 @@ def corpus_text(question: str, answer: str) -> str:
     return f"{question[:QUESTION_CHARS]}\n{answer[-ANSWER_TAIL_CHARS:]}"
 
 
-@dataclass
-class ResponseFilterResult:
-    excluded: set[str]
-    """Ids of accepted samples that must not reach the dataset."""
-    counters: list[dict[str, object]] = field(default_factory=list)
-
-
-def stage_dir(run: RunDirectory) -> Path:
-    return run.path / STAGE
-
-
-def dropped_path(run: RunDirectory) -> Path:
-    return stage_dir(run) / "dropped.parquet"
-
-
-def audit_path(run: RunDirectory) -> Path:
-    return run.path / "decontam_audit" / "responses.parquet"
+def stage_files(run: RunDirectory) -> FilterStageFiles:
+    return FilterStageFiles(run, STAGE, "responses.parquet")
 
 
 def samples_files(run: RunDirectory) -> list[Path]:
@@ -153,7 +138,7 @@ def _embed(
 ) -> np.ndarray:
     """Embeddings of the rows marked in `wanted` (rows not wanted get zeros), one unit per file.
     texts_of(path, start) -> the texts of that file's accepted rows (the first is row `start`)."""
-    folder = stage_dir(run) / "embeddings" / kind / embedder_key(config)
+    folder = stage_files(run).folder / "embeddings" / kind / embedder_key(config)
     units = []
     for path, (start, stop) in zip(files, accepted.file_rows, strict=True):
         rows = np.flatnonzero(wanted[start:stop])
@@ -200,13 +185,13 @@ def _within_prompt_links(
 
 def run_response_filter(
     job: JobConfig, run: RunDirectory, base_dir: Path, *, judge_teacher: Teacher | None = None
-) -> ResponseFilterResult:
+) -> FilterStageResult:
     """Stage 5 over the accepted samples in `samples/`. Resumes: done iff
     `response_filter/dropped.parquet` exists; embedding files already written are reused."""
-    if dropped_path(run).exists():
-        excluded = set(pq.read_table(dropped_path(run), columns=["id"]).column("id").to_pylist())
-        counters_file = stage_dir(run) / "counters.json"
-        return ResponseFilterResult(excluded, json.loads(counters_file.read_text()) if counters_file.exists() else [])
+    output = stage_files(run)
+    finished = output.finished()
+    if finished is not None:
+        return finished
 
     dedup, decontam = job.dedup, job.decontamination
     files = samples_files(run)
@@ -313,13 +298,9 @@ def run_response_filter(
             )
 
     report = [c.as_dict() for c in counters]
-    write_parquet_atomic(to_table(audit, DecontamAudit), audit_path(run))
     kept = [KeptResponse(id=accepted.ids[r], prompt_id=accepted.prompt_ids[r]) for r in np.flatnonzero(alive).tolist()]
-    write_parquet_atomic(to_table(kept, KeptResponse), stage_dir(run) / "kept.parquet")
-    (stage_dir(run) / "counters.json").write_text(json.dumps(report, indent=2))
-    dropped.sort(key=lambda d: d.id)
-    write_parquet_atomic(to_table(dropped, DroppedResponse), dropped_path(run))
-    return ResponseFilterResult({d.id for d in dropped}, report)
+    write_parquet_atomic(to_table(kept, KeptResponse), output.folder / "kept.parquet")
+    return output.commit(to_table(audit, DecontamAudit), to_table(dropped, DroppedResponse), report)
 
 
 def _drop_duplicates(
