@@ -23,12 +23,6 @@ class OperatorCounters:
         self.dropped += 1
         self.reasons[reason] += 1
 
-    def merge(self, other: OperatorCounters) -> None:
-        self.seen += other.seen
-        self.kept += other.kept
-        self.dropped += other.dropped
-        self.reasons.update(other.reasons)
-
     def as_dict(self) -> dict[str, object]:
         return {
             "name": self.name,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pyarrow.parquet as pq
 
@@ -123,7 +122,3 @@ def dataset_card(job: JobConfig, counts: dict[str, Counter[str]]) -> str:
         "assistant turns, which would train the student on answers alone.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def dataset_dir(run: RunDirectory, split: str) -> Path:
-    return run.dataset / split

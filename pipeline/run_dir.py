@@ -22,8 +22,6 @@ import yaml
 
 from distillery.schemas.job import JobConfig
 
-STAGES = ("prompts", "dead_letter", "samples", "dataset")
-
 
 class RunDirectoryError(RuntimeError):
     """The run directory belongs to another job, or is not a run directory."""

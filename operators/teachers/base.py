@@ -26,10 +26,6 @@ class TeacherResponse:
     """Why the request failed; one failed request never fails the job."""
 
 
-class TeacherRequestError(RuntimeError):
-    """A request the teacher could not serve (over-long prompt, engine error)."""
-
-
 class Teacher(ABC):
     """One engine or server. `sample` is async so many prompts are in flight at once."""
 

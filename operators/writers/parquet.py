@@ -24,11 +24,3 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def read_parquet_dir(folder: Path) -> pa.Table | None:
-    """All complete Parquet files of a folder as one table (temporary files are skipped)."""
-    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
-    if not files:
-        return None
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
