@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 
+from distillery.pipeline.data_files import DataFileError, data_format, read_rows
 from distillery.schemas.arrow import to_table
 from distillery.schemas.dedup_config import (
     BenchmarkConfig,
@@ -38,39 +40,18 @@ from distillery.schemas.dedup_config import (
 )
 from distillery.schemas.dedup_records import DecontamAudit, DecontamResult, DedupResult
 
-_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
-
-class DedupInputError(ValueError):
+class DedupInputError(DataFileError):
     """The command cannot run; the message names the file, row and field."""
-
-
-def _format(path: Path) -> str:
-    kind = _FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise DedupInputError(f"{path}: unknown format {path.suffix!r}; use .jsonl or .parquet")
-    return kind
 
 
 def read_items(path: Path, id_field: str, text_field: str) -> tuple[list[str], list[str]]:
     """(ids, texts) of every row; a row without either field is an error naming it."""
-    if not path.is_file():
-        raise DedupInputError(f"{path}: no such file")
     rows: list[dict[str, Any]] = []
-    if _format(path) == "parquet":
-        rows = pq.read_table(path).to_pylist()
-    else:
-        with path.open(encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DedupInputError(f"{path}: line {line_number}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise DedupInputError(f"{path}: line {line_number}: not a JSON object")
-                rows.append(row)
+    for _, row in read_rows(path):
+        if isinstance(row, str):
+            raise DedupInputError(f"{path}: {row}")
+        rows.append(row)
     ids, texts = [], []
     for number, row in enumerate(rows):
         for name in (id_field, text_field):
@@ -80,14 +61,14 @@ def read_items(path: Path, id_field: str, text_field: str) -> tuple[list[str], l
             raise DedupInputError(f"{path}: row {number}: field {text_field!r} must be text")
         ids.append(str(row[id_field]))
         texts.append(row[text_field])
-    repeated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+    repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
     if repeated:
         raise DedupInputError(f"{path}: ids must be unique; repeated: {repeated[:5]}")
     return ids, texts
 
 
 def write_rows(rows: list[BaseModel], model: type[BaseModel], path: Path) -> None:
-    kind = _format(path)
+    kind = data_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "parquet":
         pq.write_table(to_table(rows, model), path)
@@ -136,9 +117,9 @@ def decontaminate_file(
     from distillery.operators.decontam.decontaminator import Decontaminator
     from distillery.operators.dedup.embedder import shared_embedder
 
-    _format(out)
+    data_format(out)
     if audit is not None:
-        _format(audit)
+        data_format(audit)
     if not config.benchmarks:
         raise DedupInputError("no benchmark to check against: give --benchmark SPEC (or a job with benchmarks)")
     ids, texts = read_items(source, id_field, text_field)
@@ -177,7 +158,7 @@ def dedup_file(
     from distillery.operators.dedup.deduplicator import ExactDeduplicator, NearDeduplicator
     from distillery.operators.dedup.embedder import shared_embedder
 
-    _format(out)
+    data_format(out)
     ids, texts = read_items(source, id_field, text_field)
     rank = np.arange(len(ids), dtype=np.int64)
     exact = ExactDeduplicator().run(texts, rank)

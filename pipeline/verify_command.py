@@ -17,13 +17,13 @@ import asyncio
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from distillery.pipeline.data_files import DataFileError, data_format, read_rows
 from distillery.schemas.verifier_config import (
     ChoiceVerifierConfig,
     CodeVerifierConfig,
@@ -44,11 +44,6 @@ OUTPUT_SCHEMA = pa.schema(
         pa.field("elapsed_ms", pa.float64(), nullable=False),
     ]
 )
-_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-
-
-class VerifyInputError(ValueError):
-    """The command cannot run (unreadable input, unknown format); the message says why."""
 
 
 def default_verification(workers: int) -> VerificationConfig:
@@ -61,36 +56,6 @@ def default_verification(workers: int) -> VerificationConfig:
             "exact": ExactVerifierConfig(),
         },
     )
-
-
-def _format(path: Path) -> str:
-    kind = _FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise VerifyInputError(f"{path}: unknown format {path.suffix!r}; use .jsonl or .parquet")
-    return kind
-
-
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(row number, row) for every row; a row that cannot be read comes as the reason why."""
-    if not path.is_file():
-        raise VerifyInputError(f"{path}: no such file")
-    if _format(path) == "parquet":
-        number = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS):
-            for row in batch.to_pylist():
-                yield number, row
-                number += 1
-        return
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, f"row {number} (line {number + 1}): not valid JSON ({exc.msg})"
-                continue
-            yield number, row if isinstance(row, dict) else f"row {number} (line {number + 1}): not a JSON object"
 
 
 def _text_field(row: dict[str, Any], name: str) -> str | None:
@@ -142,8 +107,15 @@ class RowVerifier:
 
     @staticmethod
     def _invalid(number: int, row_id: str | None, reason: str) -> dict[str, Any]:
-        return {"row": number, "id": row_id, "verdict": "invalid", "verifier": "none", "extracted": None,
-                "detail": reason, "elapsed_ms": 0.0}
+        return {
+            "row": number,
+            "id": row_id,
+            "verdict": "invalid",
+            "verifier": "none",
+            "extracted": None,
+            "detail": reason,
+            "elapsed_ms": 0.0,
+        }
 
     def close(self) -> None:
         self.pool.close()
@@ -151,7 +123,7 @@ class RowVerifier:
 
 class OutputWriter:
     def __init__(self, path: Path) -> None:
-        self.kind = _format(path)
+        self.kind = data_format(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._parquet = pq.ParquetWriter(path, OUTPUT_SCHEMA) if self.kind == "parquet" else None
@@ -172,7 +144,7 @@ class OutputWriter:
 
 async def verify_file(source: Path, out: Path, config: VerificationConfig) -> Counter[str]:
     """Verify every row of `source` into `out`; the count of each verdict."""
-    _format(out)
+    data_format(out)
     rows = read_rows(source)
     first = next(rows, None)  # reads (and checks) the input before any worker starts
     counts: Counter[str] = Counter()
@@ -193,8 +165,9 @@ async def verify_file(source: Path, out: Path, config: VerificationConfig) -> Co
     return counts
 
 
-async def _verify_chunk(verifier: RowVerifier, writer: OutputWriter,
-                        chunk: list[tuple[int, dict[str, Any] | str]]) -> Counter[str]:
+async def _verify_chunk(
+    verifier: RowVerifier, writer: OutputWriter, chunk: list[tuple[int, dict[str, Any] | str]]
+) -> Counter[str]:
     results = await asyncio.gather(*(verifier.verify(number, row) for number, row in chunk))
     writer.write(list(results))
     return Counter(r["verdict"] for r in results)
@@ -211,7 +184,7 @@ def run_verify(args: argparse.Namespace) -> int:
         config = default_verification(args.workers or 2)
     try:
         counts = asyncio.run(verify_file(args.input, args.out, config))
-    except (VerifyInputError, RuntimeError) as exc:
+    except (DataFileError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary = ", ".join(f"{label} {n}" for label, n in sorted(counts.items())) or "no rows"
