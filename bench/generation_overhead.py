@@ -78,7 +78,7 @@ def plain_vllm(job_file: Path) -> tuple[int, float, int]:
     """The baseline: vLLM's offline LLM, called directly."""
     from vllm import LLM, SamplingParams
 
-    from distillery.operators.select.rejection import ChatFormat
+    from distillery.operators.teachers.chat_format import ChatFormat
     from distillery.operators.teachers.vllm_engine import engine_args
     from distillery.schemas.job import load_job
     from distillery.schemas.records import Prompt, prompt_id, request_seed
@@ -122,10 +122,11 @@ def plain_vllm(job_file: Path) -> tuple[int, float, int]:
 def distillery_stage(job_file: Path, run_dir: Path) -> tuple[int, float, int]:
     import ray
 
-    from distillery.pipeline.generate import GenerationStage
-    from distillery.pipeline.ingest import run_ingest
-    from distillery.pipeline.run_dir import RunDirectory
+    from distillery.pipeline.run_directory import RunDirectory
     from distillery.pipeline.runner import connect_ray
+    from distillery.pipeline.stages.base import default_teacher_factory
+    from distillery.pipeline.stages.generate import GenerationDispatch
+    from distillery.pipeline.stages.ingest import run_ingest
     from distillery.schemas.job import job_base_dir, load_job
 
     job = load_job(job_file)
@@ -133,7 +134,7 @@ def distillery_stage(job_file: Path, run_dir: Path) -> tuple[int, float, int]:
     run.bind(job)
     run_ingest(job, job_base_dir(job_file), run)
     connect_ray()
-    summary = GenerationStage(job, run).run()
+    summary = GenerationDispatch(job, run, default_teacher_factory).run()
     ray.shutdown()
     samples = pq.read_table(run.samples, columns=["id"]).num_rows
     return int(summary["completion_tokens"]), float(summary["seconds"]), samples

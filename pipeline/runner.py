@@ -1,8 +1,7 @@
-"""A whole run: bind the run directory, then each stage in order, each resumable on its own."""
+"""A whole run: bind the run directory, then each stage of `STAGES` in order, each resumable on its own."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -10,15 +9,31 @@ from pathlib import Path
 
 import ray
 
-from distillery.pipeline.dataset_stage import build_dataset
-from distillery.pipeline.generate import GenerationStage, TeacherFactoryBuilder, default_teacher_factory
-from distillery.pipeline.ingest import run_ingest
-from distillery.pipeline.prompt_filter_stage import run_prompt_filter
-from distillery.pipeline.response_filter_stage import run_response_filter
-from distillery.pipeline.run_dir import RunDirectory
+from distillery.pipeline.run_directory import RunDirectory
+from distillery.pipeline.stages.base import Stage, StageContext, TeacherFactoryBuilder, default_teacher_factory
+from distillery.pipeline.stages.dataset import DatasetStage
+from distillery.pipeline.stages.generate import GenerationStage
+from distillery.pipeline.stages.ingest import IngestStage
+from distillery.pipeline.stages.journey import JourneyStage
+from distillery.pipeline.stages.prompt_filter import PromptFilterStage
+from distillery.pipeline.stages.response_filter import ResponseFilterStage
 from distillery.schemas.job import JobConfig, job_base_dir, load_job
 
 log = logging.getLogger(__name__)
+
+STAGES: tuple[Stage, ...] = (
+    IngestStage(),
+    # Duplicates and benchmark leaks are dropped before any teacher time is spent on them.
+    PromptFilterStage(),
+    GenerationStage(),
+    JourneyStage(),
+    ResponseFilterStage(),
+    DatasetStage(),
+)
+"""The run, in order; a stage's number is its position here, counted from 1."""
+
+RAY_STAGES = frozenset({"prompt_filter", "generate", "journey", "response_filter", "dataset"})
+"""Stages that need a Ray connection (ingest runs before Ray starts, so a bad source fails fast)."""
 
 
 @dataclass
@@ -56,19 +71,15 @@ def run_job(
     run = RunDirectory(resolve_output(job, job_path, output))
     run.bind(job)
     run.clean_staging()
+    context = StageContext(job, run, job_base_dir(job_path), teacher_factory)
     report: dict[str, object] = {"config_hash": job.config_hash()}
-
-    base_dir = job_base_dir(job_path)
-    ingest = run_ingest(job, base_dir, run)
-    if ingest:
-        report["ingest"] = [c.as_dict() for c in ingest]
-    connect_ray()
-    # Duplicates and benchmark leaks are dropped before any teacher time is spent on them.
-    prompt_filter = run_prompt_filter(job, run, base_dir)
-    report["prompt_filter"] = prompt_filter.counters
-    report["generate"] = GenerationStage(job, run, teacher_factory).run(excluded_prompts=prompt_filter.excluded)
-    response_filter = run_response_filter(job, run, base_dir)
-    report["response_filter"] = response_filter.counters
-    report["dataset"] = build_dataset(job, run, excluded_samples=response_filter.excluded)
-    (run.path / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    for number, stage in enumerate(STAGES, start=1):
+        if stage.name in RAY_STAGES:
+            connect_ray()
+        log.info("stage %d %s: start", number, stage.name)
+        result = stage.run(context)
+        context.absorb(result)
+        report[stage.name] = {"number": number, **result.as_report()}
+        log.info("stage %d %s: done", number, stage.name)
+    run.units.commit_json(report, run.report)
     return RunResult(run.path, report)

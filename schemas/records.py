@@ -75,6 +75,9 @@ class Verdict(Record):
     extracted: str | None = None
     detail: str = ""
     elapsed_ms: float = 0.0
+    gold_unparseable: bool = Field(
+        default=False, description="the verifier could not parse the gold answer (the judge may decide instead)"
+    )
 
 
 class FilterResult(Record):

@@ -14,7 +14,7 @@ import pytest
 
 from distillery.operators.decontam.decontaminator import Decontaminator
 from distillery.operators.dedup.embedder import shared_embedder
-from distillery.pipeline.cli import main
+from distillery.pipeline.commands.cli import main
 from distillery.schemas.dedup_config import BenchmarkConfig, DecontaminationConfig
 
 BENCHMARK = [

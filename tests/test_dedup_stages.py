@@ -12,12 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import job_yaml, write_jsonl
 
-from distillery.operators.writers.parquet import write_parquet_atomic
-from distillery.pipeline.embedding_shards import EmbeddingUnit, read_embeddings, run_embedding_units
-from distillery.pipeline.ingest import run_ingest
-from distillery.pipeline.prompt_filter_stage import run_prompt_filter
-from distillery.pipeline.response_filter_stage import run_response_filter
-from distillery.pipeline.run_dir import RunDirectory
+from distillery.pipeline.run_directory import RunDirectory, Units
+from distillery.pipeline.runtime.embedding_workers import EmbeddingUnit, read_embeddings, run_embedding_units
+from distillery.pipeline.stages.ingest import run_ingest
+from distillery.pipeline.stages.prompt_filter import run_prompt_filter
+from distillery.pipeline.stages.response_filter import run_response_filter
 from distillery.schemas.arrow import to_table
 from distillery.schemas.dedup_config import EmbedderConfig
 from distillery.schemas.job import load_job
@@ -84,7 +83,7 @@ def test_prompt_filter_drops_duplicates_and_contaminated_prompts_and_resumes(tmp
     result = run_prompt_filter(job, run, tmp_path)
     dropped = {r["id"]: r for r in pq.read_table(run.path / "prompt_filter" / "dropped.parquet").to_pylist()}
     by_row = {p["id"]: pid(p["problem"]) for p in PROMPTS}
-    assert result.excluded == set(dropped) == {by_row[q] for q in ("q2", "q3", "q4", "q5")}
+    assert result.excluded_prompts == set(dropped) == {by_row[q] for q in ("q2", "q3", "q4", "q5")}
     # q1 represents its group: it has a gold answer, q2 and q3 do not.
     assert (dropped[by_row["q2"]]["reason"], dropped[by_row["q2"]]["duplicate_of"]) == ("exact_duplicate", by_row["q1"])
     assert (dropped[by_row["q3"]]["reason"], dropped[by_row["q3"]]["duplicate_of"]) == ("near_duplicate", by_row["q1"])
@@ -116,11 +115,11 @@ def test_prompt_filter_drops_duplicates_and_contaminated_prompts_and_resumes(tmp
     units += list((run.path / "decontam_audit" / "benchmark_embeddings").glob("*.parquet"))
     assert len(units) == 4
     stamps = [u.stat().st_mtime_ns for u in units]
-    assert run_prompt_filter(job, run, tmp_path).excluded == result.excluded
+    assert run_prompt_filter(job, run, tmp_path).excluded_prompts == result.excluded_prompts
     # Without it, the stage runs again on the embeddings already written, to the same table.
     first = (run.path / "prompt_filter" / "dropped.parquet").read_bytes()
     (run.path / "prompt_filter" / "dropped.parquet").unlink()
-    assert run_prompt_filter(job, run, tmp_path).excluded == result.excluded
+    assert run_prompt_filter(job, run, tmp_path).excluded_prompts == result.excluded_prompts
     assert [u.stat().st_mtime_ns for u in units] == stamps
     assert pq.read_table(run.path / "prompt_filter" / "dropped.parquet").equals(pq.read_table(pa.BufferReader(first)))
 
@@ -184,14 +183,14 @@ def test_response_filter_drops_near_duplicate_and_contaminated_samples(tmp_path:
     ]
     rejected = sample(q3, 1, "240 / 4 = 50", "50")
     rejected.accepted = False
-    write_parquet_atomic(to_table(samples[:3], Generation), run.samples / "part-00000-t.parquet")
-    write_parquet_atomic(
+    Units.commit(to_table(samples[:3], Generation), run.samples / "part-00000-t.parquet")
+    Units.commit(
         to_table([*samples[3:], sample(q3, 0, "240 / 4 = 60.", "It goes 60 miles per hour."), rejected], Generation),
         run.samples / "part-00001-t.parquet",
     )
     result = run_response_filter(job, run, tmp_path)
     dropped = {r["id"]: r for r in pq.read_table(run.path / "response_filter" / "dropped.parquet").to_pylist()}
-    assert result.excluded == set(dropped)
+    assert result.excluded_samples == set(dropped)
     assert {k: (r["reason"], r["duplicate_of"], r["benchmark_item"]) for k, r in dropped.items()} == {
         f"{q1}-r0-1": ("near_duplicate_in_prompt", f"{q1}-r0-0", None),
         f"{q6}-r0-0": ("contaminated", None, "b3"),
@@ -203,7 +202,7 @@ def test_response_filter_drops_near_duplicate_and_contaminated_samples(tmp_path:
     (audit,) = pq.read_table(run.path / "decontam_audit" / "responses.parquet").to_pylist()
     assert (audit["item_id"], audit["detector"], audit["benchmark_item"]) == (f"{q6}-r0-0", "ngram", "b3")
     assert "A harder one to try next" in audit["item_text"]
-    assert run_response_filter(job, run, tmp_path).excluded == result.excluded
+    assert run_response_filter(job, run, tmp_path).excluded_samples == result.excluded_samples
 
 
 def test_embedding_units_on_ray_actors_match_the_driver(tmp_path: Path, local_ray):

@@ -10,7 +10,7 @@ from conftest import job_yaml, write_jsonl
 from scripted_teacher import scripted_factory
 
 from distillery.operators.select.general_policy import GeneralPolicy
-from distillery.operators.select.rejection import ChatFormat
+from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.pipeline.runner import run_job
 from distillery.schemas.general_config import THINK_INSTRUCTION, GeneralConfig
 from distillery.schemas.job import JobFileError, load_job
@@ -103,7 +103,7 @@ def test_both_splits_are_written_with_the_same_schema(tmp_path, local_ray):
     result = run_job(tmp_path / "job.yaml", str(tmp_path / "run"), teacher_factory=scripted_factory(SCRIPT))
     dataset = result.run_dir / "dataset"
     # each prompt's samples are the same text: stage 5 keeps one of them (a selected one)
-    assert result.report["dataset"] == {"reasoning": 1, "general": 2}
+    assert result.report["dataset"]["rows"] == {"reasoning": 1, "general": 2}
     twins = duckdb.sql(
         f"SELECT reason, count(*) FROM '{result.run_dir}/response_filter/dropped.parquet' GROUP BY ALL"
     ).fetchall()

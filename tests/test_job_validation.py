@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import MATH_ROWS, job_yaml, write_jsonl
 
-from distillery.pipeline.cli import main
+from distillery.pipeline.commands.cli import main
 from distillery.schemas.job import JobFileError, load_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ def test_invalid_job_fails_before_any_model_loads(tmp_path):
     bad = _job(tmp_path, job_yaml("prompts.jsonl", model="bundled:smollm2-135m").replace("n: 4", "n: -1"))
     out = tmp_path / "run"
     probe = (
-        "import sys; from distillery.pipeline.cli import main;"
+        "import sys; from distillery.pipeline.commands.cli import main;"
         "rc = main(['run', sys.argv[1], '--output', sys.argv[2]]);"
         "assert 'vllm' not in sys.modules, 'vllm was imported'; assert 'torch' not in sys.modules; sys.exit(rc)"
     )

@@ -10,7 +10,8 @@ from scripted_teacher import ScriptedTeacher
 
 from distillery.operators.filters.registry import build_filters
 from distillery.operators.select.general_policy import GeneralPolicy
-from distillery.operators.select.rejection import ChatFormat, RejectionSampler, SamplingPolicy
+from distillery.operators.select.rejection import RejectionSampler, SamplingPolicy
+from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.operators.verifiers.judge import (
     MATCH_SYSTEM,
     MATCH_VERSION,
@@ -157,7 +158,7 @@ def test_unparseable_gold_goes_to_the_judge(pool):
     out = run(s.run(prompt("Classify the triangle with sides 2, 3, 4.", "It is an obtuse one.")))
     (sample,) = out.samples
     rule, verdict = sample.verdicts
-    assert (rule.verdict, rule.detail.startswith("gold:")) == ("invalid", True)
+    assert (rule.verdict, rule.gold_unparseable) == ("invalid", True)
     assert verdict.verdict == "correct" and sample.accepted
 
     off, _ = judge_with({"answer:\nThe triangle is obtuse": [["VERDICT: CORRECT"]]}, unparseable_gold=False)

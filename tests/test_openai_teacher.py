@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from distillery.operators.filters.registry import build_filters
-from distillery.operators.select.rejection import ChatFormat, RejectionSampler, SamplingPolicy
+from distillery.operators.select.rejection import RejectionSampler, SamplingPolicy
+from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.operators.teachers.openai_compat import OpenAITeacher, TeacherConfigError, token_counts
 from distillery.operators.teachers.registry import build_teacher
 from distillery.operators.verifiers.pool import VerifierPool

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from distillery.operators.filters.registry import build_filters
-from distillery.operators.select.rejection import ChatFormat, RejectionSampler, SamplingPolicy
+from distillery.operators.select.rejection import RejectionSampler, SamplingPolicy
 from distillery.operators.teachers.bundled import resolve_model
+from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.operators.teachers.openai_compat import OpenAITeacher
 from distillery.operators.verifiers.judge import MATCH_VERSION, JudgeReplyError, LLMJudge, parse_score, parse_verdict
 from distillery.operators.verifiers.pool import VerifierPool

@@ -11,9 +11,9 @@ import ray
 from conftest import job_yaml, write_jsonl
 from scripted_teacher import scripted_factory
 
-from distillery.pipeline.placement import replica_options
-from distillery.pipeline.run_dir import RunDirectoryError
+from distillery.pipeline.run_directory import RunDirectoryError
 from distillery.pipeline.runner import run_job
+from distillery.pipeline.runtime.placement import replica_options
 from distillery.schemas.teacher_config import VLLMTeacherConfig
 
 SCRIPT = {

@@ -6,7 +6,8 @@ import pytest
 from scripted_teacher import ScriptedTeacher
 
 from distillery.operators.filters.truncation import TruncationFilter
-from distillery.operators.select.rejection import ChatFormat, RejectionSampler, SamplingPolicy
+from distillery.operators.select.rejection import RejectionSampler, SamplingPolicy
+from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.operators.verifiers.pool import VerifierPool
 from distillery.schemas.records import Prompt, prompt_id
 from distillery.schemas.verifier_config import VerificationConfig

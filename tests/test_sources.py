@@ -9,8 +9,8 @@ import pytest
 
 from distillery.operators.sources.readers import RowReadError, read_source
 from distillery.operators.sources.rows import PromptBuilder
-from distillery.pipeline.ingest import run_ingest
-from distillery.pipeline.run_dir import RunDirectory
+from distillery.pipeline.run_directory import RunDirectory
+from distillery.pipeline.stages.ingest import run_ingest
 from distillery.schemas.job import JobConfig, SourceConfig, parse_job
 from distillery.schemas.records import DeadLetter, Prompt, prompt_id
 
@@ -141,7 +141,7 @@ def test_run_directory_refuses_another_job(tmp_path):
     run = RunDirectory(tmp_path / "run")
     run.bind(_job(tmp_path, shard_size=2))
     run.bind(_job(tmp_path, shard_size=2))  # the same job resumes
-    from distillery.pipeline.run_dir import RunDirectoryError
+    from distillery.pipeline.run_directory import RunDirectoryError
 
     with pytest.raises(RunDirectoryError, match="different job"):
         run.bind(_job(tmp_path, shard_size=3))

@@ -54,7 +54,7 @@ def _env() -> dict[str, str]:
 
 
 def _command(job: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "distillery.pipeline.cli", "run", str(job), "--output", str(out)]
+    return [sys.executable, "-m", "distillery.pipeline.commands.cli", "run", str(job), "--output", str(out)]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import MATH_ROWS, job_yaml, write_jsonl
 
-from distillery.pipeline.cli import main
+from distillery.pipeline.commands.cli import main
 
 ROWS = [
     {"id": "m1", "domain": "math", "response": "<think>1/2?</think>The answer is $\\frac{1}{2}$.", "gold": "0.5"},

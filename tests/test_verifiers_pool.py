@@ -57,7 +57,7 @@ def test_unknown_domain_and_unusable_gold_are_invalid(pool: VerifierPool) -> Non
     (unknown,) = pool.verify_blocking("poetry", "x", None, ["x"])
     assert (unknown.verdict, unknown.detail) == ("invalid", "no verifier for domain 'poetry'")
     (bad_gold,) = pool.verify_blocking("math", r"\frac{}{}", None, [r"\boxed{1}"])
-    assert bad_gold.verdict == "invalid" and bad_gold.detail.startswith("gold: ")
+    assert bad_gold.verdict == "invalid" and bad_gold.gold_unparseable and bad_gold.detail.startswith("gold: ")
     (bad_tests,) = pool.verify_blocking("code", None, "{not json", ["```python\nprint(1)\n```"])
     assert (bad_tests.verdict, bad_tests.verifier) == ("invalid", "code@1")
     assert bad_tests.detail.startswith("gold: tests are not valid JSON")

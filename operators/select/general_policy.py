@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TYPE_CHECKING
 
 from distillery.operators.filters.words import words
+from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.schemas.general_config import GeneralConfig
 from distillery.schemas.records import Generation, Kind, Prompt
-
-if TYPE_CHECKING:
-    from distillery.operators.select.rejection import ChatFormat
 
 GENERAL_DOMAIN = "general"
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from distillery.operators.counters import OperatorCounters
+from distillery.operators.counters import CounterSet, OperatorCounters
 from distillery.operators.filters.base import SampleFilter
 from distillery.operators.select.general_policy import GENERAL_DOMAIN, GeneralPolicy
 from distillery.operators.teachers.base import Completion, Teacher
+from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.operators.teachers.think_split import split_think
 from distillery.operators.verifiers.judge import LLMJudge
 from distillery.operators.verifiers.pool import VerifierPool
@@ -27,30 +28,42 @@ class SamplingPolicy:
     max_rounds: int
 
 
-@dataclass(frozen=True, slots=True)
-class ChatFormat:
-    """How a prompt becomes the teacher's chat messages."""
-
-    prompt_template: str = "{problem}"
-    system_prompt: str | None = None
-
-    def messages(self, prompt: Prompt) -> list[dict[str, str]]:
-        # str.replace, not str.format: templates hold LaTeX braces such as \boxed{}.
-        user = self.prompt_template.replace("{problem}", prompt.problem)
-        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return [*system, {"role": "user", "content": user}]
-
-
 @dataclass(slots=True)
 class PromptOutcome:
     prompt: Prompt
     samples: list[Generation] = field(default_factory=list)
     error: str | None = None
     """Set when a request failed; the samples drawn before it are kept."""
+    counters: CounterSet = field(default_factory=CounterSet)
+    """What the sampler, filters and verifiers decided about this prompt's samples."""
 
 
-# How the verifier pool marks a prompt whose gold answer its verifier cannot parse.
-GOLD_ERROR_PREFIX = "gold:"
+SAMPLER_COUNTERS = "rejection_sampling"
+
+
+def count_samples(samples: list[Generation]) -> CounterSet:
+    """The counts of one prompt's decided samples: per filter, per verifier (judge included) and the
+    sampler's selection, so that the counts of many prompts, made on many actors, add up with `+`."""
+    counters = CounterSet()
+    for sample in samples:
+        for result in sample.filters:
+            counter = counters.get(f"filter:{result.filter}")
+            if result.keep:
+                counter.keep()
+            else:
+                counter.drop(result.filter)
+        for verdict in sample.verdicts:
+            counter = counters.get(f"verifier:{verdict.verifier}")
+            if verdict.verdict == "correct":
+                counter.keep()
+            else:
+                counter.drop(verdict.verdict)
+        sampler = counters.get(SAMPLER_COUNTERS)
+        if sample.selected:
+            sampler.keep()
+        else:
+            sampler.drop((sample.rejection_reason or "").split(":", 1)[0])
+    return counters
 
 
 def rejection_reason(verdicts: list[Verdict], filters: list[FilterResult]) -> str | None:
@@ -88,7 +101,7 @@ class RejectionSampler:
         self.chat = chat
         self.judge = judge
         self.general = general
-        self.counters = OperatorCounters("rejection_sampling")
+        self.counters = OperatorCounters(SAMPLER_COUNTERS)
         self.completion_tokens = 0
 
     def _generation(self, prompt: Prompt, round_: int, seed: int, prompt_tokens: int, out: Completion) -> Generation:
@@ -147,7 +160,7 @@ class RejectionSampler:
         if self.judge is None or not judge:
             return [rule], [rule]
         config = self.judge.config
-        if config.unparseable_gold and rule.verdict == "invalid" and rule.detail.startswith(GOLD_ERROR_PREFIX):
+        if config.unparseable_gold and rule.gold_unparseable:
             verdict = await self.judge.match(prompt, sample.answer, sample.id)
             return [rule, verdict], [verdict]
         if config.second_opinion == "confirm" and rule.verdict == "correct":
@@ -184,11 +197,8 @@ class RejectionSampler:
             if accepted >= self.policy.keep_per_prompt:
                 break
         outcome.samples = self._select(outcome.samples)
-        for sample in outcome.samples:
-            if sample.selected:
-                self.counters.keep()
-            else:
-                self.counters.drop((sample.rejection_reason or "").split(":", 1)[0])
+        outcome.counters = count_samples(outcome.samples)
+        self.counters = self.counters + outcome.counters.get(SAMPLER_COUNTERS)
         return outcome
 
     def _select(self, samples: list[Generation]) -> list[Generation]:

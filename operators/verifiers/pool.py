@@ -47,7 +47,8 @@ def run_verification(
     try:
         gold = _gold(config_json, answer, tests)
     except GoldError as exc:
-        return [Verdict(verifier=verifier.label, verdict="invalid", detail=f"gold: {exc}") for _ in responses]
+        unusable = Verdict(verifier=verifier.label, verdict="invalid", detail=f"gold: {exc}", gold_unparseable=True)
+        return [unusable.model_copy() for _ in responses]
     return [verifier.verdict(gold, response) for response in responses]
 
 

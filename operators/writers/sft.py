@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from distillery.operators.select.rejection import ChatFormat
+from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.schemas.records import Generation, Kind, Message, Prompt, SFTRecord, assistant_turn, stable_hash
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 VIEWS = {
     "prompts": "prompts/*.parquet",
@@ -34,10 +36,42 @@ EXAMPLES = [
         "LEFT JOIN decontam_audit a ON a.item_id = p.id",
     ),
     (
+        "how many samples each filter dropped",
+        "SELECT operator, value FROM stage_counters WHERE stage = 'generate' AND operator LIKE 'filter:%' "
+        "AND counter = 'dropped' ORDER BY value DESC",
+    ),
+    (
         "a dataset row with its prompt",
         "SELECT d.id, p.problem, d.answer, d.pass_rate FROM dataset d JOIN prompts p ON p.id = d.prompt_id LIMIT 5",
     ),
 ]
+
+
+COUNTER_FIELDS = ("seen", "kept", "dropped")
+
+
+def stage_counters(run_dir: Path) -> pa.Table:
+    """(stage, operator, counter, value) rows from `report.json`: seen, kept, dropped and one
+    `reason:<why>` row per drop reason of every operator of every stage."""
+    rows: dict[str, list[object]] = {"stage_number": [], "stage": [], "operator": [], "counter": [], "value": []}
+    report_file = run_dir / "report.json"
+    report = json.loads(report_file.read_text()) if report_file.exists() else {}
+    for stage, entry in report.items():
+        if not isinstance(entry, dict):
+            continue
+        for operator in entry.get("counters", []):
+            pairs = [(name, operator[name]) for name in COUNTER_FIELDS]
+            pairs += [(f"reason:{why}", n) for why, n in sorted(operator["reasons"].items())]
+            for counter, value in pairs:
+                rows["stage_number"].append(entry["number"])
+                rows["stage"].append(stage)
+                rows["operator"].append(operator["name"])
+                rows["counter"].append(counter)
+                rows["value"].append(int(value))
+    return pa.table(rows, schema=pa.schema([
+        ("stage_number", pa.int32()), ("stage", pa.string()), ("operator", pa.string()),
+        ("counter", pa.string()), ("value", pa.int64()),
+    ]))
 
 
 def connect(run_dir: Path) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
@@ -53,6 +87,11 @@ def connect(run_dir: Path) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
         file_list = ", ".join(f"'{f.as_posix()}'" for f in files)
         con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{file_list}], union_by_name=true)")
         made.append(view)
+    counters = stage_counters(run_dir)
+    if counters.num_rows:
+        con.register("_stage_counters", counters)
+        con.execute("CREATE VIEW stage_counters AS SELECT * FROM _stage_counters")
+        made.append("stage_counters")
     return con, made
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distillery.operators.writers.parquet import write_parquet_atomic
+from distillery.pipeline.run_directory import Units
 from distillery.schemas.dedup_config import EmbedderConfig
 from distillery.schemas.records import stable_hash
 
@@ -69,7 +69,7 @@ class EmbeddingActor:
         self.embedder = Embedder(config)
 
     def embed_to_file(self, output: str, ids: list[str], texts: list[str]) -> str:
-        write_parquet_atomic(embedding_table(ids, self.embedder.encode(texts), self.embedder.name), Path(output))
+        Units.commit(embedding_table(ids, self.embedder.encode(texts), self.embedder.name), Path(output))
         return output
 
 
@@ -84,7 +84,7 @@ def cached_encoder(folder: Path, config: EmbedderConfig) -> Callable[[Sequence[s
         from distillery.operators.dedup.embedder import shared_embedder
 
         vectors = shared_embedder(config).encode(texts)
-        write_parquet_atomic(embedding_table([str(k) for k in range(len(texts))], vectors, config.model), path)
+        Units.commit(embedding_table([str(k) for k in range(len(texts))], vectors, config.model), path)
         return vectors
 
     return encode
@@ -105,7 +105,7 @@ def run_embedding_units(units: Sequence[EmbeddingUnit], config: EmbedderConfig) 
         embedder = shared_embedder(config)
         for unit in pending:
             ids, texts = unit.texts()
-            write_parquet_atomic(embedding_table(ids, embedder.encode(texts), embedder.name), unit.output)
+            Units.commit(embedding_table(ids, embedder.encode(texts), embedder.name), unit.output)
     return len(pending)
 
 

@@ -1,7 +1,7 @@
-"""Stage 3: generate, verify and filter, on Ray.
+"""Stage 3, generate: sample, verify and filter on Ray.
 
 A unit of work is (prompt shard, teacher): `samples/part-00003-<teacher>.parquet`. Units whose file
-exists are done; the others are queued and handed to the teacher's replicas, each holding up to
+exists are done (`RunDirectory.units`); the others are queued and handed to the teacher's replicas, each holding up to
 `shards_in_flight` units at once, so a slow shard never idles a replica. A replica that dies is
 restarted by Ray and its units are queued again; their seeds are derived from sample ids, so the
 retried samples are the ones the first attempt would have drawn.
@@ -9,13 +9,11 @@ retried samples are the ones the first attempt would have drawn.
 
 from __future__ import annotations
 
-import functools
+import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,21 +21,25 @@ import pyarrow.parquet as pq
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
-from distillery.operators.select.rejection import ChatFormat, SamplingPolicy
-from distillery.operators.teachers.base import Teacher
-from distillery.operators.teachers.registry import build_teacher
-from distillery.operators.writers.parquet import write_parquet_atomic
-from distillery.pipeline.placement import cluster_gpus, engine_overrides, replica_options
-from distillery.pipeline.progress import GenerationTally, RunProgress
-from distillery.pipeline.run_dir import RunDirectory
-from distillery.pipeline.teacher_actor import ReplicaSpec, ShardResult, TeacherReplica
+from distillery.operators.counters import CounterSet
+from distillery.operators.select.rejection import SamplingPolicy
+from distillery.operators.teachers.chat_format import ChatFormat
+from distillery.pipeline.run_directory import RunDirectory
+from distillery.pipeline.runtime.placement import cluster_gpus, engine_overrides, replica_options
+from distillery.pipeline.runtime.progress import GenerationTally, RunProgress
+from distillery.pipeline.runtime.teacher_actor import ReplicaSpec, ShardResult, TeacherReplica
+from distillery.pipeline.stages.base import Stage, StageContext, StageResult, TeacherFactoryBuilder
 from distillery.schemas.job import JobConfig
 from distillery.schemas.teacher_config import TeacherConfig
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-TeacherFactoryBuilder = Callable[[str, TeacherConfig], Callable[[], Teacher]]
+"""Tries per unit: a replica that dies this often on one shard fails the run."""
+ACTOR_MAX_CONCURRENCY = 1000
+"""Calls an async replica accepts at once (its shards in flight plus stats polls); Ray's default is 1000."""
+DISPATCH_POLL_SECONDS = 1.0
+"""How long the dispatch loop waits for a finished shard before it refreshes the progress display."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,29 +50,21 @@ class WorkUnit:
 
     @property
     def name(self) -> str:
-        return f"{self.shard}-{self.teacher}"
-
-
-def default_teacher_factory(name: str, config: TeacherConfig) -> Callable[[], Teacher]:
-    return functools.partial(build_teacher, name, config)
-
-
-def samples_path(run: RunDirectory, unit_name: str) -> Path:
-    return run.samples / f"{unit_name}.parquet"
+        return RunDirectory.generation_unit(self.shard, self.teacher)
 
 
 def plan_units(job: JobConfig, run: RunDirectory, excluded: set[str]) -> tuple[list[WorkUnit], int, int]:
     """(units still to do, prompts in them, prompts already done)."""
     units, todo, done = [], 0, 0
     for shard in run.prompt_shards():
-        table = pq.read_table(run.prompts / f"{shard}.parquet")
+        table = pq.read_table(run.prompt_shard(shard))
         if excluded:
             table = table.filter(pc.invert(pc.is_in(table["id"], pa.array(sorted(excluded), pa.string()))))
         teachers = [job.teacher_for(d) for d in table["domain"].to_pylist()]
         for teacher in sorted(set(teachers)):
             mask = pa.array([t == teacher for t in teachers])
             unit = WorkUnit(shard, teacher, table.filter(mask))
-            if samples_path(run, unit.name).exists():
+            if run.units.is_done(run.samples_unit(unit.name)):
                 done += unit.prompts.num_rows
             else:
                 units.append(unit)
@@ -79,20 +73,35 @@ def plan_units(job: JobConfig, run: RunDirectory, excluded: set[str]) -> tuple[l
 
 
 def _baseline(run: RunDirectory) -> dict[str, int]:
-    files = sorted(p for p in run.samples.glob("*.parquet") if not p.name.startswith("."))
+    files = run.samples_files()
     if not files:
         return {}
     table = pa.concat_tables([pq.read_table(f, columns=["accepted", "completion_tokens"]) for f in files])
     return {"samples": table.num_rows, "accepted": int(pc.sum(table["accepted"]).as_py() or 0)}
 
 
-class GenerationStage:
-    def __init__(
-        self,
-        job: JobConfig,
-        run: RunDirectory,
-        teacher_factory: TeacherFactoryBuilder = default_teacher_factory,
-    ) -> None:
+def generation_counters(run: RunDirectory) -> CounterSet:
+    """What the samplers counted, merged over every finished unit (this run's and earlier runs')."""
+    merged = CounterSet()
+    for path in run.generation_counter_files():
+        merged = merged + CounterSet.from_list(json.loads(path.read_text()))
+    return merged
+
+
+class GenerationStage(Stage):
+    name = "generate"
+    reads = ("prompts", "prompt_filter")
+
+    def run(self, context: StageContext) -> StageResult:
+        dispatch = GenerationDispatch(context.job, context.run, context.teacher_factory)
+        report = dispatch.run(excluded_prompts=context.excluded_prompts)
+        return StageResult(generation_counters(context.run), report=report)
+
+
+class GenerationDispatch:
+    """The teacher replicas of one run and the loop that hands them units."""
+
+    def __init__(self, job: JobConfig, run: RunDirectory, teacher_factory: TeacherFactoryBuilder) -> None:
         self.job = job
         self.run_dir = run
         self.teacher_factory = teacher_factory
@@ -127,7 +136,9 @@ class GenerationStage:
             for _ in range(config.replicas):
                 options = replica_options(config, gpus)
                 handles.append(
-                    actor_class.options(max_restarts=MAX_ATTEMPTS, max_concurrency=1000, **options).remote(spec)
+                    actor_class.options(
+                        max_restarts=MAX_ATTEMPTS, max_concurrency=ACTOR_MAX_CONCURRENCY, **options
+                    ).remote(spec)
                 )
             self.replicas[name] = handles
         # Wait for every engine to load before timing anything; a failed load raises here, clearly.
@@ -165,7 +176,7 @@ class GenerationStage:
                         in_flight[ref] = (unit, i, teacher)
                         count += 1
                     load[(teacher, i)] = count
-                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=DISPATCH_POLL_SECONDS)
                 for ref in ready:
                     unit, i, teacher = in_flight.pop(ref)
                     load[(teacher, i)] -= 1
@@ -209,9 +220,11 @@ class GenerationStage:
                     stats_refs[handle.stats.remote()] = f"{teacher}/{i}"
 
     def _write(self, unit: WorkUnit, result: ShardResult) -> None:
-        # Dead letters first: the samples file marks the unit done, so it must come last.
-        write_parquet_atomic(result.dead_letter, self.run_dir.dead_letter / f"generate-{unit.name}.parquet")
-        write_parquet_atomic(result.samples, samples_path(self.run_dir, unit.name))
+        # Companions first: the samples file marks the unit done, so it must come last.
+        run = self.run_dir
+        run.units.commit(result.dead_letter, run.generation_dead_letter(unit.name))
+        run.units.commit_json(result.counters.as_list(), run.generation_counters(unit.name))
+        run.units.commit(result.samples, run.samples_unit(unit.name))
 
     def shutdown(self) -> None:
         for handles in self.replicas.values():

@@ -1,4 +1,4 @@
-"""Stage 2: prompt dedup and benchmark decontamination, before any teacher time is spent.
+"""Stage 2, prompt filter: prompt dedup and benchmark decontamination, before any teacher time is spent.
 
 Order: exact duplicates (after `normalize_for_matching`), then decontamination of the survivors,
 then near duplicates among the clean ones, so a contaminated prompt is never the representative
@@ -25,20 +25,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from distillery.operators.counters import OperatorCounters
+from distillery.operators.counters import CounterSet, OperatorCounters
 from distillery.operators.decontam.decontaminator import Decision, Decontaminator
 from distillery.operators.decontam.judge import ContaminationJudge
 from distillery.operators.dedup.deduplicator import ExactDeduplicator, NearDeduplicator, keep_order
 from distillery.operators.teachers.base import Teacher
-from distillery.pipeline.embedding_shards import (
+from distillery.pipeline.run_directory import RunDirectory
+from distillery.pipeline.runtime.embedding_workers import (
     EmbeddingUnit,
     cached_encoder,
     embedder_key,
     read_embeddings,
     run_embedding_units,
 )
-from distillery.pipeline.filter_stage_files import FilterStageFiles, FilterStageResult
-from distillery.pipeline.run_dir import RunDirectory
+from distillery.pipeline.stages import filter_outputs
+from distillery.pipeline.stages.base import Stage, StageContext, StageResult
 from distillery.schemas.arrow import to_table
 from distillery.schemas.dedup_config import DecontaminationConfig, EmbedderConfig
 from distillery.schemas.dedup_records import DecontamAudit, DroppedPrompt
@@ -48,13 +49,12 @@ log = logging.getLogger(__name__)
 STAGE = "prompt_filter"
 
 
-def stage_files(run: RunDirectory) -> FilterStageFiles:
-    return FilterStageFiles(run, STAGE, "prompts.parquet")
+class PromptFilterStage(Stage):
+    name = STAGE
+    reads = ("prompts",)
 
-
-def benchmark_cache(run: RunDirectory) -> Path:
-    """Embeddings of the benchmark items, shared by stages 2 and 5."""
-    return run.path / "decontam_audit" / "benchmark_embeddings"
+    def run(self, context: StageContext) -> StageResult:
+        return run_prompt_filter(context.job, context.run, context.base_dir)
 
 
 def decontam_embedder(config: DecontaminationConfig, fallback: EmbedderConfig) -> EmbedderConfig:
@@ -90,7 +90,7 @@ class _Prompts:
 def _read_prompts(run: RunDirectory, shards: list[str]) -> _Prompts:
     prompts = _Prompts([], [], [], [], [])
     for number, shard in enumerate(shards):
-        table = pq.read_table(run.prompts / f"{shard}.parquet", columns=["id", "source", "problem", "answer"])
+        table = pq.read_table(run.prompt_shard(shard), columns=["id", "source", "problem", "answer"])
         prompts.ids += table.column("id").to_pylist()
         prompts.sources += table.column("source").to_pylist()
         prompts.problems += table.column("problem").to_pylist()
@@ -103,7 +103,7 @@ def _embed(
     run: RunDirectory, shards: list[str], prompts: _Prompts, rows: np.ndarray, config: EmbedderConfig
 ) -> np.ndarray:
     """Unit embeddings of prompts[rows], one resumable file per shard."""
-    folder = stage_files(run).folder / "embeddings" / embedder_key(config)
+    folder = run.prompt_filter.embeddings(embedder_key(config))
     by_shard: dict[int, list[int]] = {}
     for row in rows.tolist():
         by_shard.setdefault(prompts.shard_of[row], []).append(row)
@@ -126,11 +126,11 @@ def _embed(
 
 def run_prompt_filter(
     job: JobConfig, run: RunDirectory, base_dir: Path, *, judge_teacher: Teacher | None = None
-) -> FilterStageResult:
+) -> StageResult:
     """Stage 2 over the ingested prompt shards. Resumes: done iff `prompt_filter/dropped.parquet`
     exists (then it is only read back); embedding shards already written are reused."""
-    output = stage_files(run)
-    finished = output.finished()
+    output = run.prompt_filter
+    finished = filter_outputs.finished(output, samples=False)
     if finished is not None:
         return finished
 
@@ -170,7 +170,7 @@ def run_prompt_filter(
         judge = build_judge(job, judge_teacher)
         decontaminator = Decontaminator.from_config(
             decontam,
-            encode=cached_encoder(benchmark_cache(run), decontam_config) if decontam.embedding.enabled else None,
+            encode=cached_encoder(run.benchmark_embeddings, decontam_config) if decontam.embedding.enabled else None,
             judge=judge,
             base_dir=base_dir,
         )
@@ -200,8 +200,9 @@ def run_prompt_filter(
             twin = int(rows[int(result.duplicate_of[k])])
             dropped.append(_dropped(prompts, int(rows[k]), "near_duplicate", prompts.ids[twin], float(result.score[k])))
 
-    report = [c.as_dict() for c in counters]
-    return output.commit(to_table(audit, DecontamAudit), to_table(dropped, DroppedPrompt), report)
+    return filter_outputs.commit(
+        output, to_table(audit, DecontamAudit), to_table(dropped, DroppedPrompt), CounterSet(counters), samples=False
+    )
 
 
 def _dropped(prompts: _Prompts, row: int, reason: str, twin: str, similarity: float) -> DroppedPrompt:

@@ -1,4 +1,4 @@
-"""Stage 6: the final dataset, its card and LLaMA-Factory's `dataset_info.json`.
+"""Stage 6, dataset: select and mix; the final dataset, its card and LLaMA-Factory's `dataset_info.json`.
 
 Rows are built shard by shard (a prompt's samples all live in one shard, so its pass rate is local),
 written into a staging folder, and the folder is swapped into place whole: a reader never sees half
@@ -13,10 +13,10 @@ from collections import Counter
 import pyarrow.parquet as pq
 
 from distillery.operators.select.general_policy import GENERAL_DOMAIN, GeneralPolicy
-from distillery.operators.select.rejection import ChatFormat
-from distillery.operators.writers.parquet import write_parquet_atomic
+from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.operators.writers.sft import pass_rates, sft_record
-from distillery.pipeline.run_dir import RunDirectory
+from distillery.pipeline.run_directory import RunDirectory
+from distillery.pipeline.stages.base import Stage, StageContext, StageResult
 from distillery.schemas.arrow import from_table, to_table
 from distillery.schemas.job import JobConfig
 from distillery.schemas.records import Generation, Kind, Prompt, SFTRecord
@@ -26,6 +26,17 @@ SPLITS = ("reasoning", "general")
 
 def split_of(domain: str) -> str:
     return "general" if domain == GENERAL_DOMAIN else "reasoning"
+
+
+class DatasetStage(Stage):
+    """One unit: the `dataset/` folder, rebuilt whole each run (it is cheap next to generation)."""
+
+    name = "dataset"
+    reads = ("prompts", "samples", "response_filter")
+
+    def run(self, context: StageContext) -> StageResult:
+        rows = build_dataset(context.job, context.run, excluded_samples=context.excluded_samples)
+        return StageResult(report={"rows": rows})
 
 
 def build_dataset(job: JobConfig, run: RunDirectory, excluded_samples: set[str] | None = None) -> dict[str, int]:
@@ -40,7 +51,7 @@ def build_dataset(job: JobConfig, run: RunDirectory, excluded_samples: set[str] 
     general = GeneralPolicy(job.general)
     for samples_file in sorted(p for p in run.samples.glob("*.parquet") if not p.name.startswith(".")):
         shard = samples_file.stem.split("-")[0] + "-" + samples_file.stem.split("-")[1]
-        prompts = {p.id: p for p in from_table(pq.read_table(run.prompts / f"{shard}.parquet"), Prompt)}
+        prompts = {p.id: p for p in from_table(pq.read_table(run.prompt_shard(shard)), Prompt)}
         samples = from_table(pq.read_table(samples_file), Generation)
         rates = pass_rates(samples)
         rows: dict[str, list[SFTRecord]] = {}
@@ -62,15 +73,15 @@ def build_dataset(job: JobConfig, run: RunDirectory, excluded_samples: set[str] 
             rows.setdefault(split, []).append(record)
             counts.setdefault(split, Counter())[sample.domain] += 1
         for split, records in rows.items():
-            write_parquet_atomic(to_table(records, SFTRecord), staging / split / f"{samples_file.stem}.parquet")
+            run.units.commit(to_table(records, SFTRecord), staging / split / f"{samples_file.stem}.parquet")
     for split in SPLITS:
         if split not in counts:
             # An empty split still has its file and schema: readers of `dataset/*/*.parquet` never fail.
-            write_parquet_atomic(to_table([], SFTRecord), staging / split / "part-empty.parquet")
+            run.units.commit(to_table([], SFTRecord), staging / split / "part-empty.parquet")
             counts[split] = Counter()
     (staging / "dataset_info.json").write_text(json.dumps(llama_factory_info(job.name, list(counts)), indent=2))
     (staging / "README.md").write_text(dataset_card(job, counts))
-    run.replace_dir(staging, run.dataset)
+    run.units.commit_folder(staging, run.dataset)
     return {split: sum(c.values()) for split, c in counts.items()}
 
 

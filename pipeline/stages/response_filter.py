@@ -1,4 +1,4 @@
-"""Stage 5: final decontamination and near-duplicate removal of accepted samples.
+"""Stage 5, response filter: final decontamination and near-duplicate removal of accepted samples.
 
 In order: decontamination of prompt + answer (n-grams over the full texts; embeddings and the
 judge over the corpus text below), then near-duplicate samples of one prompt (keep a diverse set),
@@ -36,23 +36,23 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from distillery.operators.counters import OperatorCounters
+from distillery.operators.counters import CounterSet, OperatorCounters
 from distillery.operators.decontam.decontaminator import Decontaminator
 from distillery.operators.decontam.matches import Match
 from distillery.operators.dedup.deduplicator import NearDeduplicator, keep_order
 from distillery.operators.dedup.neighbors import NeighborLinks, Representatives, keep_first
 from distillery.operators.teachers.base import Teacher
-from distillery.operators.writers.parquet import write_parquet_atomic
-from distillery.pipeline.embedding_shards import (
+from distillery.pipeline.run_directory import RunDirectory
+from distillery.pipeline.runtime.embedding_workers import (
     EmbeddingUnit,
     cached_encoder,
     embedder_key,
     read_embeddings,
     run_embedding_units,
 )
-from distillery.pipeline.filter_stage_files import FilterStageFiles, FilterStageResult
-from distillery.pipeline.prompt_filter_stage import benchmark_cache, build_judge, decontam_embedder
-from distillery.pipeline.run_dir import RunDirectory
+from distillery.pipeline.stages import filter_outputs
+from distillery.pipeline.stages.base import Stage, StageContext, StageResult
+from distillery.pipeline.stages.prompt_filter import build_judge, decontam_embedder
 from distillery.schemas.arrow import to_table
 from distillery.schemas.dedup_config import EmbedderConfig
 from distillery.schemas.dedup_records import DecontamAudit, DroppedResponse, KeptResponse
@@ -78,12 +78,12 @@ def corpus_text(question: str, answer: str) -> str:
     return f"{question[:QUESTION_CHARS]}\n{answer[-ANSWER_TAIL_CHARS:]}"
 
 
-def stage_files(run: RunDirectory) -> FilterStageFiles:
-    return FilterStageFiles(run, STAGE, "responses.parquet")
+class ResponseFilterStage(Stage):
+    name = STAGE
+    reads = ("samples", "prompts")
 
-
-def samples_files(run: RunDirectory) -> list[Path]:
-    return sorted(p for p in run.samples.glob("*.parquet") if not p.name.startswith("."))
+    def run(self, context: StageContext) -> StageResult:
+        return run_response_filter(context.job, context.run, context.base_dir)
 
 
 @dataclass
@@ -122,7 +122,7 @@ def _read_texts(path: Path, columns: list[str]) -> dict[str, list[str]]:
 def _read_questions(run: RunDirectory) -> dict[str, str]:
     questions: dict[str, str] = {}
     for shard in run.prompt_shards():
-        table = pq.read_table(run.prompts / f"{shard}.parquet", columns=["id", "problem"])
+        table = pq.read_table(run.prompt_shard(shard), columns=["id", "problem"])
         questions.update(zip(table.column("id").to_pylist(), table.column("problem").to_pylist(), strict=True))
     return questions
 
@@ -138,7 +138,7 @@ def _embed(
 ) -> np.ndarray:
     """Embeddings of the rows marked in `wanted` (rows not wanted get zeros), one unit per file.
     texts_of(path, start) -> the texts of that file's accepted rows (the first is row `start`)."""
-    folder = stage_files(run).folder / "embeddings" / kind / embedder_key(config)
+    folder = run.response_filter.embeddings(kind, embedder_key(config))
     units = []
     for path, (start, stop) in zip(files, accepted.file_rows, strict=True):
         rows = np.flatnonzero(wanted[start:stop])
@@ -185,16 +185,16 @@ def _within_prompt_links(
 
 def run_response_filter(
     job: JobConfig, run: RunDirectory, base_dir: Path, *, judge_teacher: Teacher | None = None
-) -> FilterStageResult:
+) -> StageResult:
     """Stage 5 over the accepted samples in `samples/`. Resumes: done iff
     `response_filter/dropped.parquet` exists; embedding files already written are reused."""
-    output = stage_files(run)
-    finished = output.finished()
+    output = run.response_filter
+    finished = filter_outputs.finished(output, samples=True)
     if finished is not None:
         return finished
 
     dedup, decontam = job.dedup, job.decontamination
-    files = samples_files(run)
+    files = run.samples_files()
     accepted = _read_accepted(files)
     questions = _read_questions(run)
     orphans = sorted(set(accepted.prompt_ids) - set(questions))
@@ -226,7 +226,7 @@ def run_response_filter(
         model = decontam_embedder(decontam, dedup.embedder)
         decontaminator = Decontaminator.from_config(
             decontam,
-            encode=cached_encoder(benchmark_cache(run), model) if decontam.embedding.enabled else None,
+            encode=cached_encoder(run.benchmark_embeddings, model) if decontam.embedding.enabled else None,
             judge=build_judge(job, judge_teacher),
             base_dir=base_dir,
         )
@@ -297,10 +297,11 @@ def run_response_filter(
                 )
             )
 
-    report = [c.as_dict() for c in counters]
     kept = [KeptResponse(id=accepted.ids[r], prompt_id=accepted.prompt_ids[r]) for r in np.flatnonzero(alive).tolist()]
-    write_parquet_atomic(to_table(kept, KeptResponse), output.folder / "kept.parquet")
-    return output.commit(to_table(audit, DecontamAudit), to_table(dropped, DroppedResponse), report)
+    run.units.commit(to_table(kept, KeptResponse), output.kept)
+    return filter_outputs.commit(
+        output, to_table(audit, DecontamAudit), to_table(dropped, DroppedResponse), CounterSet(counters), samples=True
+    )
 
 
 def _drop_duplicates(

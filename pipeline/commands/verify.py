@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distillery.pipeline.data_files import DataFileError, data_format, read_rows
+from distillery.pipeline.commands.data_files import DataFileError, data_format, read_rows
 from distillery.schemas.verifier_config import (
     ChoiceVerifierConfig,
     CodeVerifierConfig,

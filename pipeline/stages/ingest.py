@@ -1,4 +1,4 @@
-"""Stage 1: read every source, normalize rows into prompts, dead-letter the rest.
+"""Stage 1, ingest: read every source, normalize rows into prompts, dead-letter the rest.
 
 Ingest is one unit of work: shards are written as the rows stream in, and the manifest that lists
 them is written last. Without a manifest the stage starts over (it is deterministic, so the shards
@@ -11,23 +11,32 @@ import json
 import shutil
 from pathlib import Path
 
-from distillery.operators.counters import OperatorCounters
+from distillery.operators.counters import CounterSet, OperatorCounters
 from distillery.operators.sources.readers import RowReadError, read_source
 from distillery.operators.sources.rows import PromptBuilder, dead_letter
-from distillery.operators.writers.parquet import write_parquet_atomic
-from distillery.pipeline.run_dir import RunDirectory
+from distillery.pipeline.run_directory import RunDirectory
+from distillery.pipeline.stages.base import Stage, StageContext, StageResult
 from distillery.schemas.arrow import to_table
 from distillery.schemas.job import JobConfig
 from distillery.schemas.records import DeadLetter, Prompt
 
 
-def shard_name(index: int) -> str:
-    return f"part-{index:05d}"
+class IngestStage(Stage):
+    """Stage 1. Its one unit is the manifest: present means every shard and the dead letters are written."""
+
+    name = "ingest"
+    reads = ("sources",)
+
+    def run(self, context: StageContext) -> StageResult:
+        run = context.run
+        if not run.units.is_done(run.manifest):
+            run_ingest(context.job, context.base_dir, run)
+        manifest = json.loads(run.manifest.read_text())
+        counters = CounterSet.from_list(manifest["sources"])
+        return StageResult(counters, report={"prompts": manifest["prompts"], "dead_letter": manifest["dead_letter"]})
 
 
 def run_ingest(job: JobConfig, base_dir: Path, run: RunDirectory) -> list[OperatorCounters]:
-    if run.manifest.exists():
-        return []
     if run.prompts.exists():
         shutil.rmtree(run.prompts)
     shard_size = job.generation.shard_size
@@ -39,8 +48,8 @@ def run_ingest(job: JobConfig, base_dir: Path, run: RunDirectory) -> list[Operat
     duplicates = OperatorCounters("ingest:exact_duplicates")
 
     def flush() -> None:
-        name = shard_name(len(shards))
-        write_parquet_atomic(to_table(buffer, Prompt), run.prompts / f"{name}.parquet")
+        name = run.shard_name(len(shards))
+        run.units.commit(to_table(buffer, Prompt), run.prompt_shard(name))
         shards.append(name)
         buffer.clear()
 
@@ -73,14 +82,12 @@ def run_ingest(job: JobConfig, base_dir: Path, run: RunDirectory) -> list[Operat
     counters.append(duplicates)
     if buffer or not shards:
         flush()
-    write_parquet_atomic(to_table(dead, DeadLetter), run.dead_letter / "ingest.parquet")
+    run.units.commit(to_table(dead, DeadLetter), run.ingest_dead_letter)
     manifest = {
         "shards": shards,
         "prompts": len(first_row),
         "dead_letter": len(dead),
         "sources": [c.as_dict() for c in counters],
     }
-    tmp = run.manifest.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(run.manifest)
+    run.units.commit_json(manifest, run.manifest)
     return counters

@@ -8,8 +8,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from distillery.pipeline import dedup_command, verify_command
-from distillery.pipeline.run_dir import RunDirectoryError
+from distillery.pipeline.commands import dedup as dedup_command
+from distillery.pipeline.commands import verify as verify_command
+from distillery.pipeline.run_directory import RunDirectoryError
 from distillery.schemas.job import JobFileError, load_job
 
 
@@ -36,7 +37,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from distillery.pipeline.inspect_run import describe
+    from distillery.pipeline.commands.inspect import describe
     from distillery.pipeline.runner import run_job
 
     result = run_job(args.job, args.output)
@@ -51,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from distillery.pipeline.inspect_run import describe, query
+    from distillery.pipeline.commands.inspect import describe, query
 
     print(query(args.run_dir, args.sql) if args.sql else describe(args.run_dir))
     return 0

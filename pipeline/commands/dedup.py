@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 
-from distillery.pipeline.data_files import DataFileError, data_format, read_rows
+from distillery.pipeline.commands.data_files import DataFileError, data_format, read_rows
 from distillery.schemas.arrow import to_table
 from distillery.schemas.dedup_config import (
     BenchmarkConfig,

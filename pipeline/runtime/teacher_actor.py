@@ -8,17 +8,18 @@ engine always has work while some prompts wait on verification.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from distillery.operators.counters import CounterSet
 from distillery.operators.filters.registry import build_filters
 from distillery.operators.select.general_policy import GeneralPolicy
-from distillery.operators.select.rejection import ChatFormat, PromptOutcome, RejectionSampler, SamplingPolicy
+from distillery.operators.select.rejection import PromptOutcome, RejectionSampler, SamplingPolicy
 from distillery.operators.sources.rows import dead_letter
 from distillery.operators.teachers.base import Teacher
+from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.operators.verifiers.judge import LLMJudge
 from distillery.operators.verifiers.pool import VerifierPool
 from distillery.schemas.arrow import from_table, to_table
@@ -48,8 +49,9 @@ class ReplicaSpec:
 class ShardResult:
     samples: pa.Table
     dead_letter: pa.Table
+    counters: CounterSet
+    """What the sampler, filters and verifiers counted for this shard's prompts."""
     completion_tokens: int
-    seconds: float
 
 
 class TeacherReplica:
@@ -78,7 +80,6 @@ class TeacherReplica:
         return self.teacher.model
 
     async def process_shard(self, prompts: pa.Table) -> ShardResult:
-        start = time.perf_counter()
         outcomes = await asyncio.gather(*(self._run(p) for p in from_table(prompts, Prompt)))
         samples = [s for o in outcomes for s in o.samples]
         dead = []
@@ -95,9 +96,9 @@ class TeacherReplica:
         return ShardResult(
             samples=to_table(samples, Generation),
             dead_letter=to_table(dead, DeadLetter),
+            counters=sum((o.counters for o in outcomes), CounterSet()),
             # Summed from this shard's own samples: other shards decode concurrently on this actor.
             completion_tokens=sum(s.completion_tokens for s in samples),
-            seconds=time.perf_counter() - start,
         )
 
     async def _run(self, prompt: Prompt) -> PromptOutcome:

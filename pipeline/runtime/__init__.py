@@ -1,0 +1,1 @@
+"""What stages run on: teacher actors, placement, embedding workers, progress."""
