@@ -116,6 +116,7 @@ def decontaminate_file(
     The judge is not used here: it needs a teacher engine."""
     from distillery.operators.decontam.decontaminator import Decontaminator
     from distillery.operators.dedup.embedder import shared_embedder
+    from distillery.operators.dedup.matching import RowMatches, decontam_pass
 
     data_format(out)
     if audit is not None:
@@ -126,8 +127,10 @@ def decontaminate_file(
     config = config.model_copy(update={"judge": config.judge.model_copy(update={"enabled": False})})
     model = shared_embedder(embedder) if config.embedding.enabled else None
     decontaminator = Decontaminator.from_config(config, encode=model.encode if model else None, base_dir=base_dir)
-    vectors = model.encode(texts) if model is not None else None
-    decisions = decontaminator.check(texts, vectors)
+    matches = RowMatches.of(len(ids))
+    vectors_of = (lambda rows: model.encode([texts[r] for r in rows.tolist()])) if model is not None else None
+    decontam_pass(matches, decontaminator, texts, vectors_of)
+    decisions = [matches.contamination[row] for row in range(len(ids))]
     results = [
         DecontamResult(
             id=item_id,
@@ -155,40 +158,33 @@ def dedup_file(
     near: bool = True,
 ) -> tuple[int, int]:
     """(rows, duplicate rows). The first row of a group in input order is its representative."""
-    from distillery.operators.dedup.deduplicator import ExactDeduplicator, NearDeduplicator
+    from distillery.operators.dedup.deduplicator import NearDeduplicator
     from distillery.operators.dedup.embedder import shared_embedder
+    from distillery.operators.dedup.matching import RowMatches, exact_pass, near_pass
 
     data_format(out)
     ids, texts = read_items(source, id_field, text_field)
     rank = np.arange(len(ids), dtype=np.int64)
-    exact = ExactDeduplicator().run(texts, rank)
-    results = [DedupResult(id=i, duplicate=False) for i in ids]
-    for row in np.flatnonzero(~exact.kept).tolist():
-        results[row] = DedupResult(
-            id=ids[row],
-            duplicate=True,
-            reason="exact_duplicate",
-            duplicate_of=ids[int(exact.duplicate_of[row])],
-            score=1.0,
-        )
+    matches = RowMatches.of(len(ids))
+    exact_pass(matches, texts, rank)
     if near:
-        rows = np.flatnonzero(exact.kept)
-        vectors = shared_embedder(config.embedder).encode([texts[r] for r in rows.tolist()])
+        embedder = shared_embedder(config.embedder)
         deduplicator = NearDeduplicator(
             config.prompts.threshold, search=config.search, same_numbers=config.prompts.same_numbers
         )
-        result = deduplicator.run(
-            vectors, np.arange(len(rows), dtype=np.int64), texts=[texts[r] for r in rows.tolist()]
+        near_pass(
+            matches, deduplicator, lambda rows: embedder.encode([texts[r] for r in rows.tolist()]), rank, texts=texts
         )
-        for k in np.flatnonzero(~result.kept).tolist():
-            row, twin = int(rows[k]), int(rows[int(result.duplicate_of[k])])
-            results[row] = DedupResult(
-                id=ids[row],
-                duplicate=True,
-                reason="near_duplicate",
-                duplicate_of=ids[twin],
-                score=float(result.score[k]),
-            )
+    results = [
+        DedupResult(
+            id=ids[row],
+            duplicate=matches.reason[row] is not None,
+            reason=matches.reason[row],  # type: ignore[arg-type]
+            duplicate_of=ids[int(matches.duplicate_of[row])] if matches.reason[row] else None,
+            score=float(matches.score[row]) if matches.reason[row] else None,
+        )
+        for row in range(len(ids))
+    ]
     write_rows(results, DedupResult, out)
     return len(results), sum(r.duplicate for r in results)
 

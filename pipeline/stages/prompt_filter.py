@@ -25,10 +25,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from distillery.operators.counters import CounterSet, OperatorCounters
-from distillery.operators.decontam.decontaminator import Decision, Decontaminator
+from distillery.operators.decontam.decontaminator import Decontaminator
 from distillery.operators.decontam.judge import ContaminationJudge
-from distillery.operators.dedup.deduplicator import ExactDeduplicator, NearDeduplicator, keep_order
+from distillery.operators.dedup.deduplicator import NearDeduplicator, keep_order
+from distillery.operators.dedup.matching import (
+    CONTAMINATED,
+    RowMatches,
+    VectorsOf,
+    decontam_pass,
+    exact_pass,
+    near_pass,
+)
 from distillery.operators.teachers.base import Teacher
 from distillery.pipeline.run_directory import RunDirectory
 from distillery.pipeline.runtime.embedding_workers import (
@@ -137,94 +144,74 @@ def run_prompt_filter(
     dedup, decontam = job.dedup, job.decontamination
     shards = run.prompt_shards()
     prompts = _read_prompts(run, shards)
-    n = len(prompts.ids)
     rank = keep_order([not a for a in prompts.has_answer], prompts.ids)
-    dropped: list[DroppedPrompt] = []
+    matches = RowMatches.of(len(prompts.ids))
     audit: list[DecontamAudit] = []
-    counters: list[OperatorCounters] = []
 
-    alive = np.ones(n, dtype=bool)
     if dedup.enabled and dedup.prompts.exact:
-        exact = ExactDeduplicator()
-        result = exact.run(prompts.problems, rank)
-        counters.append(exact.counters)
-        for row in np.flatnonzero(~result.kept).tolist():
-            dropped.append(_dropped(prompts, row, "exact_duplicate", prompts.ids[int(result.duplicate_of[row])], 1.0))
-        alive &= result.kept
+        exact_pass(matches, prompts.problems, rank)
 
-    check_decontam = decontam.enabled and decontam.prompts and bool(decontam.benchmarks)
     decontam_config = decontam_embedder(decontam, dedup.embedder)
     # Every prompt that survives exact dedup is embedded (once per model): the units then depend on
     # the prompts alone, and a resumed run finds them complete.
-    embedded_rows = np.flatnonzero(alive)
+    embedded_rows = matches.alive_rows()
     matrices: dict[str, np.ndarray] = {}
 
-    def vectors_for(config: EmbedderConfig, rows: np.ndarray) -> np.ndarray:
-        key = embedder_key(config)
-        if key not in matrices:
-            matrices[key] = _embed(run, shards, prompts, embedded_rows, config)
-        return matrices[key][np.searchsorted(embedded_rows, rows)]
+    def vectors_of(config: EmbedderConfig) -> VectorsOf:
+        def vectors(rows: np.ndarray) -> np.ndarray:
+            key = embedder_key(config)
+            if key not in matrices:
+                matrices[key] = _embed(run, shards, prompts, embedded_rows, config)
+            return matrices[key][np.searchsorted(embedded_rows, rows)]
 
-    if check_decontam:
-        rows = np.flatnonzero(alive)
-        judge = build_judge(job, judge_teacher)
+        return vectors
+
+    if decontam.enabled and decontam.prompts and decontam.benchmarks:
         decontaminator = Decontaminator.from_config(
             decontam,
             encode=cached_encoder(run.benchmark_embeddings, decontam_config) if decontam.embedding.enabled else None,
-            judge=judge,
+            judge=build_judge(job, judge_teacher),
             base_dir=base_dir,
         )
-        texts = [prompts.problems[r] for r in rows.tolist()]
-        query = vectors_for(decontam_config, rows) if decontaminator.needs_vectors else None
-        decisions = decontaminator.check(texts, query)
-        counters.append(decontaminator.counters)
-        audit = decontaminator.audit_rows(STAGE, [prompts.ids[r] for r in rows.tolist()], decisions, texts.__getitem__)
-        for row, decision in zip(rows.tolist(), decisions, strict=True):
-            if decision.contaminated:
-                dropped.append(_contaminated(prompts, row, decision))
-                alive[row] = False
+        decontam_pass(matches, decontaminator, prompts.problems, vectors_of(decontam_config))
+        checked = sorted(matches.contamination)
+        audit = decontaminator.audit_rows(
+            STAGE, [prompts.ids[r] for r in checked], [matches.contamination[r] for r in checked],
+            lambda k: prompts.problems[checked[k]],
+        )
 
     if dedup.enabled and dedup.prompts.near:
-        rows = np.flatnonzero(alive)
         deduplicator = NearDeduplicator(
             dedup.prompts.threshold, search=dedup.search, same_numbers=dedup.prompts.same_numbers
         )
-        result = deduplicator.run(
-            vectors_for(dedup.embedder, rows),
-            keep_order(rank[rows].tolist()),
-            texts=[prompts.problems[r] for r in rows.tolist()],
-        )
-        counters.append(deduplicator.counters)
+        near_pass(matches, deduplicator, vectors_of(dedup.embedder), rank, texts=prompts.problems)
         log.info("prompt filter: near-duplicate search %s", deduplicator.search.plan)
-        for k in np.flatnonzero(~result.kept).tolist():
-            twin = int(rows[int(result.duplicate_of[k])])
-            dropped.append(_dropped(prompts, int(rows[k]), "near_duplicate", prompts.ids[twin], float(result.score[k])))
 
+    dropped = [_dropped(prompts, matches, row) for row in np.flatnonzero(~matches.alive).tolist()]
     return filter_outputs.commit(
-        output, to_table(audit, DecontamAudit), to_table(dropped, DroppedPrompt), CounterSet(counters), samples=False
+        output, to_table(audit, DecontamAudit), to_table(dropped, DroppedPrompt), matches.counters, samples=False
     )
 
 
-def _dropped(prompts: _Prompts, row: int, reason: str, twin: str, similarity: float) -> DroppedPrompt:
+def _dropped(prompts: _Prompts, matches: RowMatches, row: int) -> DroppedPrompt:
+    reason = matches.reason[row]
+    decision = matches.contamination.get(row)
+    if reason == CONTAMINATED and decision is not None and decision.match is not None:
+        return DroppedPrompt(
+            id=prompts.ids[row],
+            source=prompts.sources[row],
+            reason="contaminated",
+            similarity=decision.match.score,
+            benchmark=decision.match.benchmark,
+            benchmark_item=decision.match.item_id,
+            detector=decision.match.detector,
+            problem=prompts.problems[row],
+        )
     return DroppedPrompt(
         id=prompts.ids[row],
         source=prompts.sources[row],
         reason=reason,  # type: ignore[arg-type]
-        duplicate_of=twin,
-        similarity=similarity,
-        problem=prompts.problems[row],
-    )
-
-
-def _contaminated(prompts: _Prompts, row: int, decision: Decision) -> DroppedPrompt:
-    assert decision.match is not None
-    return DroppedPrompt(
-        id=prompts.ids[row],
-        source=prompts.sources[row],
-        reason="contaminated",
-        similarity=decision.match.score,
-        benchmark=decision.match.benchmark,
-        benchmark_item=decision.match.item_id,
-        detector=decision.match.detector,
+        duplicate_of=prompts.ids[int(matches.duplicate_of[row])],
+        similarity=float(matches.score[row]),
         problem=prompts.problems[row],
     )

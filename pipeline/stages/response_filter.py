@@ -36,11 +36,11 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from distillery.operators.counters import CounterSet, OperatorCounters
+from distillery.operators.counters import OperatorCounters
 from distillery.operators.decontam.decontaminator import Decontaminator
-from distillery.operators.decontam.matches import Match
 from distillery.operators.dedup.deduplicator import NearDeduplicator, keep_order
-from distillery.operators.dedup.neighbors import NeighborLinks, Representatives, keep_first
+from distillery.operators.dedup.matching import CONTAMINATED, RowMatches, near_pass
+from distillery.operators.dedup.neighbors import NeighborLinks, keep_first
 from distillery.operators.teachers.base import Teacher
 from distillery.pipeline.run_directory import RunDirectory
 from distillery.pipeline.runtime.embedding_workers import (
@@ -60,6 +60,8 @@ from distillery.schemas.job import JobConfig
 
 log = logging.getLogger(__name__)
 STAGE = "response_filter"
+WITHIN_PROMPT = "near_duplicate_in_prompt"
+ACROSS_CORPUS = "near_duplicate_in_corpus"
 TRACE_HEAD_CHARS = 700
 TRACE_TAIL_CHARS = 300
 QUESTION_CHARS = 600
@@ -201,10 +203,8 @@ def run_response_filter(
     if orphans:
         raise RuntimeError(f"{run.samples}: accepted samples of prompts missing from {run.prompts}: {orphans[:5]}")
     n = len(accepted.ids)
-    alive = np.ones(n, dtype=bool)
-    dropped: list[DroppedResponse] = []
+    matches = RowMatches.of(n)
     audit: list[DecontamAudit] = []
-    counters: list[OperatorCounters] = []
 
     def corpus_texts(path: Path, start: int) -> list[str]:
         texts = _read_texts(path, ["answer"])["answer"]
@@ -231,25 +231,24 @@ def run_response_filter(
             base_dir=base_dir,
         )
         vectors = corpus_matrix(model) if decontaminator.needs_vectors else None
-        matches = decontaminator.embedding_matches(vectors, [questions[p] for p in accepted.prompt_ids])
-        # N-grams see the whole prompt and answer, file by file; texts are kept only for rows with evidence.
+        found = decontaminator.embedding_matches(vectors, [questions[p] for p in accepted.prompt_ids])
+        # N-grams see the whole prompt and answer, file by file (a corpus of long traces is never held
+        # whole); texts are kept only for rows with evidence.
         full_texts: dict[int, str] = {}
         for path, (start, _) in zip(files, accepted.file_rows, strict=True):
             answers = _read_texts(path, ["answer"])["answer"]
             texts = [f"{questions[accepted.prompt_ids[start + k]]}\n\n{a}" for k, a in enumerate(answers)]
-            for k, found in enumerate(decontaminator.ngram_matches(texts)):
-                matches[start + k] = found + matches[start + k]
-                if matches[start + k]:
+            for k, ngram in enumerate(decontaminator.ngram_matches(texts)):
+                found[start + k] = ngram + found[start + k]
+                if found[start + k]:
                     full_texts[start + k] = texts[k]
-        decisions = decontaminator.decide(matches, lambda row: questions[accepted.prompt_ids[row]])
-        counters.append(decontaminator.counters)
+        decisions = decontaminator.decide(found, lambda row: questions[accepted.prompt_ids[row]])
+        matches.apply_contamination(range(n), decisions)
+        matches.counters.add(decontaminator.counters)
         audit = decontaminator.audit_rows(STAGE, accepted.ids, decisions, lambda row: full_texts[row])
-        for row, decision in enumerate(decisions):
-            if decision.contaminated:
-                alive[row] = False
-                dropped.append(_contaminated(accepted, row, decision.match))
 
     if dedup.enabled and dedup.responses.within_prompt:
+        alive = matches.alive
         per_prompt: dict[str, int] = {}
         for row in np.flatnonzero(alive).tolist():
             per_prompt[accepted.prompt_ids[row]] = per_prompt.get(accepted.prompt_ids[row], 0) + 1
@@ -262,82 +261,57 @@ def run_response_filter(
                 vectors, np.flatnonzero(wanted), accepted.prompt_ids, rank, dedup.responses.within_prompt_threshold
             )
             result = keep_first(n, links, rank)
-            _drop_duplicates(accepted, result, wanted, "near_duplicate_in_prompt", alive, dropped, within)
-        counters.append(within)
+            matches.apply_duplicates(np.arange(n), result, WITHIN_PROMPT)
+            for row in np.flatnonzero(wanted).tolist():
+                if result.kept[row]:
+                    within.keep()
+                else:
+                    within.drop(WITHIN_PROMPT)
+        matches.counters.add(within)
 
-    if dedup.enabled and dedup.responses.across_corpus and alive.any():
-        rows = np.flatnonzero(alive)
+    if dedup.enabled and dedup.responses.across_corpus and matches.alive.any():
         deduplicator = NearDeduplicator(
             dedup.responses.across_corpus_threshold, search=dedup.search, same_numbers=dedup.responses.same_numbers
         )
         deduplicator.counters.name = "across_corpus_dedup"
-        rank = keep_order(
-            [not accepted.selected[r] for r in rows.tolist()],
-            [accepted.prompt_ids[r] for r in rows.tolist()],
-            [accepted.rounds[r] for r in rows.tolist()],
-            [accepted.indexes[r] for r in rows.tolist()],
-        )
-        result = deduplicator.run(
-            corpus_matrix(dedup.embedder)[rows],
+        rank = keep_order([not s for s in accepted.selected], accepted.prompt_ids, accepted.rounds, accepted.indexes)
+        near_pass(
+            matches,
+            deduplicator,
+            lambda rows: corpus_matrix(dedup.embedder)[rows],
             rank,
-            texts=[questions[accepted.prompt_ids[r]] for r in rows.tolist()],
-            groups=[accepted.prompt_ids[r] for r in rows.tolist()],
+            texts=[questions[p] for p in accepted.prompt_ids],
+            groups=accepted.prompt_ids,
+            reason=ACROSS_CORPUS,
         )
-        counters.append(deduplicator.counters)
-        for k in np.flatnonzero(~result.kept).tolist():
-            row, twin = int(rows[k]), int(rows[int(result.duplicate_of[k])])
-            alive[row] = False
-            dropped.append(
-                DroppedResponse(
-                    id=accepted.ids[row],
-                    prompt_id=accepted.prompt_ids[row],
-                    reason="near_duplicate_in_corpus",
-                    duplicate_of=accepted.ids[twin],
-                    similarity=float(result.score[k]),
-                )
-            )
 
-    kept = [KeptResponse(id=accepted.ids[r], prompt_id=accepted.prompt_ids[r]) for r in np.flatnonzero(alive).tolist()]
+    alive_rows = matches.alive_rows().tolist()
+    kept = [KeptResponse(id=accepted.ids[r], prompt_id=accepted.prompt_ids[r]) for r in alive_rows]
+    dropped = [_dropped(accepted, matches, row) for row in np.flatnonzero(~matches.alive).tolist()]
     run.units.commit(to_table(kept, KeptResponse), output.kept)
     return filter_outputs.commit(
-        output, to_table(audit, DecontamAudit), to_table(dropped, DroppedResponse), CounterSet(counters), samples=True
+        output, to_table(audit, DecontamAudit), to_table(dropped, DroppedResponse), matches.counters, samples=True
     )
 
 
-def _drop_duplicates(
-    accepted: _Accepted,
-    result: Representatives,
-    considered: np.ndarray,
-    reason: str,
-    alive: np.ndarray,
-    dropped: list[DroppedResponse],
-    counters: OperatorCounters,
-) -> None:
-    for row in np.flatnonzero(considered).tolist():
-        if result.kept[row]:
-            counters.keep()
-            continue
-        counters.drop(reason)
-        alive[row] = False
-        dropped.append(
-            DroppedResponse(
-                id=accepted.ids[row],
-                prompt_id=accepted.prompt_ids[row],
-                reason=reason,  # type: ignore[arg-type]
-                duplicate_of=accepted.ids[int(result.duplicate_of[row])],
-                similarity=float(result.score[row]),
-            )
+def _dropped(accepted: _Accepted, matches: RowMatches, row: int) -> DroppedResponse:
+    reason = matches.reason[row]
+    decision = matches.contamination.get(row)
+    if reason == CONTAMINATED and decision is not None and decision.match is not None:
+        match = decision.match
+        return DroppedResponse(
+            id=accepted.ids[row],
+            prompt_id=accepted.prompt_ids[row],
+            reason="contaminated",
+            similarity=match.score,
+            benchmark=match.benchmark,
+            benchmark_item=match.item_id,
+            detector=match.detector,
         )
-
-
-def _contaminated(accepted: _Accepted, row: int, match: Match | None) -> DroppedResponse:
-    assert match is not None
     return DroppedResponse(
         id=accepted.ids[row],
         prompt_id=accepted.prompt_ids[row],
-        reason="contaminated",
-        similarity=match.score,
-        benchmark=match.benchmark,
-        benchmark_item=match.item_id,
-        detector=match.detector,
+        reason=reason,  # type: ignore[arg-type]
+        duplicate_of=accepted.ids[int(matches.duplicate_of[row])],
+        similarity=float(matches.score[row]),
     )
