@@ -12,8 +12,8 @@ from distillery.operators.filters.long_paragraph import LongParagraphFilter
 from distillery.operators.filters.registry import build_filters
 from distillery.operators.filters.repetition import RepetitionFilter
 from distillery.operators.filters.think_format import ThinkFormatFilter
-from distillery.operators.filters.words import script_words, strip_notation, words
 from distillery.operators.teachers.think_split import split_think
+from distillery.operators.text import script_words, strip_notation, words
 from distillery.schemas.filter_config import (
     CodeBlockFilterConfig,
     FiltersConfig,

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 
 from distillery.operators.filters.base import SampleFilter
-from distillery.operators.filters.words import script_words
+from distillery.operators.text import script_words
 from distillery.schemas.filter_config import LanguageMixFilterConfig
 from distillery.schemas.records import Generation, Prompt
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from distillery.operators.filters.base import SampleFilter
-from distillery.operators.filters.words import words
+from distillery.operators.text import words
 from distillery.schemas.filter_config import LongParagraphFilterConfig
 from distillery.schemas.records import Generation, Prompt
 

@@ -7,7 +7,7 @@ import re
 from collections import Counter
 
 from distillery.operators.filters.base import SampleFilter
-from distillery.operators.filters.words import words
+from distillery.operators.text import words
 from distillery.schemas.filter_config import RepetitionFilterConfig
 from distillery.schemas.records import Generation, Prompt
 

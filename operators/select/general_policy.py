@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from distillery.operators.filters.words import words
 from distillery.operators.teachers.chat_format import ChatFormat
+from distillery.operators.text import words
 from distillery.schemas.general_config import GeneralConfig
 from distillery.schemas.records import Generation, Kind, Prompt
 

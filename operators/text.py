@@ -1,4 +1,4 @@
-"""Words as the filters count them, in any script.
+"""Words and scripts as the filters and policies count them, in any script.
 
 Chinese and Japanese have no spaces, so a CJK character (or a Hangul syllable) counts as one word,
 and a run of letters of another script counts as one word. Notation is not language: code, LaTeX
