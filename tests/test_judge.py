@@ -208,3 +208,67 @@ def test_without_a_judge_general_prompts_are_unverifiable(pool):
     s = sampler({"haiku": [["Waves fold into foam"]]}, None, pool, n=1)
     (sample,) = run(s.run(prompt("Write a haiku about the sea.", None, "general"))).samples
     assert not sample.accepted and sample.rejection_reason.startswith("invalid:none")
+
+
+# "Master keys" (arXiv 2507.08794): replies with no content of their own that LLM judges often call
+# correct. A judge scripted to say CORRECT to everything must never see them.
+MASTER_KEYS = [
+    "", "   ", ":", ".", ",", "...", "**:**", "—",
+    "Thought process:", "**Thought process:**", "Let's solve this problem step by step.",
+    "Let's solve this step by step.", "Let me think.", "Let's think step by step:", "Solution", "Solution:",
+    "Answer:", "First,", "Analysis:", "To solve this problem step by step,", "解", "かいせつ", "Respuesta",
+]
+QUESTION = "Which gas do plants release during photosynthesis?"
+
+
+def always_correct(**config: object) -> tuple[LLMJudge, ScriptedTeacher]:
+    return judge_with({"": [["VERDICT: CORRECT"]]}, **config)
+
+
+@pytest.mark.parametrize("answer", MASTER_KEYS)
+def test_master_keys_never_reach_the_judge(answer: str) -> None:
+    judge, jt = always_correct()
+    verdict = run(judge.match(prompt(QUESTION, "oxygen", "science"), answer, "k"))
+    assert verdict.verdict == "invalid" and verdict.detail.startswith("not judged: ")
+    scorer, st = judge_with({"": [["SCORE: 10"]]})
+    scored = run(scorer.score(prompt("Write a haiku about the sea.", None, "general"), answer, "k"))
+    assert scored.verdict == "invalid"
+    assert jt.calls == {} and st.calls == {}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [QUESTION, f"**{QUESTION}**", "which gas do plants release", f"{QUESTION} Let's solve this step by step."],
+)
+def test_the_question_repeated_is_not_an_answer(answer: str) -> None:
+    judge, jt = always_correct()
+    verdict = run(judge.match(prompt(QUESTION, "oxygen", "science"), answer, "q"))
+    assert (verdict.verdict, verdict.detail) == ("invalid", "not judged: the question repeated") and jt.calls == {}
+
+
+def test_no_final_answer_where_the_question_asks_for_one() -> None:
+    judge, jt = always_correct()
+    p = prompt("What is 7 + 5? Put your final answer within \\boxed{}.", "12")
+    assert run(judge.match(p, "7 plus 5 gives twelve", "a")).detail == (
+        "not judged: no final answer, which the question asks for")
+    assert jt.calls == {}
+    assert run(judge.match(p, "7 + 5 = \\boxed{12}", "b")).verdict == "correct" and jt.calls == {"": 1}
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [(QUESTION, "Oxygen."), (QUESTION, "The gas is oxygen."), ("Is 7 prime or composite?", "prime"),
+     ("Which branch of mathematics studies limits?", "Analysis"), ("In which place did she finish?", "First"),
+     ("What is 7 + 5?", "Let's solve this step by step. 7 + 5 = 12, so the answer is 12.")],
+)
+def test_answers_with_content_are_judged(question: str, answer: str) -> None:
+    judge, jt = always_correct()
+    assert run(judge.match(prompt(question, "x", "science"), answer, "c")).verdict == "correct"
+    assert jt.calls == {"": 1}
+
+
+def test_a_master_key_response_is_rejected_in_the_sampling_loop(pool):
+    judge, jt = always_correct(domains=["science"])
+    s = sampler({"Which gas": [["Thought process:"]]}, judge, pool, n=1)
+    (sample,) = run(s.run(prompt(QUESTION, "oxygen", "science"))).samples
+    assert not sample.accepted and jt.calls == {}

@@ -43,7 +43,7 @@ def test_jsonl_to_parquet_with_default_verifiers(tmp_path: Path, capsys: pytest.
     rows = pq.read_table(out).to_pylist()
     assert [(r["id"], r["verdict"]) for r in rows] == EXPECTED
     assert set(rows[0]) == {"row", "id", "verdict", "verifier", "extracted", "detail", "elapsed_ms"}
-    assert (rows[0]["verifier"], rows[0]["extracted"]) == ("math@2", r"\frac{1}{2}")
+    assert (rows[0]["verifier"], rows[0]["extracted"]) == ("math@3", r"\frac{1}{2}")
     by_id = {r["id"]: r for r in rows if r["id"]}
     assert by_id["x1"]["detail"].startswith("row 6: no verifier for domain 'poetry'")
     assert by_id["c2"]["detail"] == "row 8: domain 'code' (code) needs field 'tests'"

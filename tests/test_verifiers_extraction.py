@@ -40,6 +40,10 @@ CASES = [
     ("a statement inside a box does not",
      r"$\boxed{\text{the answer is } 5}$", r"\text{the answer is } 5"),
     ("decimal in a statement", "The final answer is 3.5.", "3.5"),
+    ("a sentence as the final answer: its value", "Final Answer: The largest $n$ is 34.", "34"),
+    ("a sentence with a math span", "Final Answer: The area of the square is $144$.", "$144$"),
+    ("boxes in separate math spans joined by 'and'", r"so \(\boxed{1}\) and \(\boxed{-2}\).", "1, -2"),
+    ("touching boxes", r"$\boxed{1}\boxed{2}$", "1, 2"),
 ]
 
 NO_ANSWER = [
@@ -72,3 +76,8 @@ def test_final_answer_region() -> None:
 def test_last_boxed_keeps_far_apart_boxes_separate() -> None:
     text = r"We first find $\boxed{3}$ for the width; after a long computation of the height, $\boxed{7}$."
     assert last_boxed(text) == "7"
+
+
+def test_boxes_apart_without_a_joining_word_stay_apart() -> None:
+    assert last_boxed(r"$\boxed{12}$ $\boxed{144}$") == "144"
+    assert last_boxed(r"\boxed{1} papers and \boxed{2} bins") == "2"

@@ -46,7 +46,7 @@ def pool() -> Iterator[VerifierPool]:
 def test_verdicts_for_each_domain(pool: VerifierPool) -> None:
     math = pool.verify_blocking("math", "42", None, [r"\boxed{42}", r"\boxed{41}", "I guess 42"])
     assert [v.verdict for v in math] == ["correct", "incorrect", "invalid"]
-    assert {v.verifier for v in math} == {"math@2"}
+    assert {v.verifier for v in math} == {"math@3"}
     assert pool.verify_blocking("mcq", "C", None, ["The answer is (C)."])[0].verdict == "correct"
     code = pool.verify_blocking("code", None, HUMANEVAL, ["```python\ndef double(x):\n    return 2 * x\n```"])
     assert code[0].verdict == "correct", code[0]
@@ -59,7 +59,7 @@ def test_unknown_domain_and_unusable_gold_are_invalid(pool: VerifierPool) -> Non
     (bad_gold,) = pool.verify_blocking("math", r"\frac{}{}", None, [r"\boxed{1}"])
     assert bad_gold.verdict == "invalid" and bad_gold.gold_unparseable and bad_gold.detail.startswith("gold: ")
     (bad_tests,) = pool.verify_blocking("code", None, "{not json", ["```python\nprint(1)\n```"])
-    assert (bad_tests.verdict, bad_tests.verifier) == ("invalid", "code@1")
+    assert (bad_tests.verdict, bad_tests.verifier) == ("invalid", "code@2")
     assert bad_tests.detail.startswith("gold: tests are not valid JSON")
 
 

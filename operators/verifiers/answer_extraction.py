@@ -13,8 +13,12 @@ import re
 from distillery.operators.teachers.think_split import THINK_CLOSE, THINK_OPEN
 
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)\s*\{")
-# What may sit between two boxes that together form one answer: "\boxed{2}, \boxed{3}".
-_BOX_SEPARATOR = re.compile(r"^(?:,|;|and|or|\\quad|\\qquad|\\text\{\s*(?:,|and|or)?\s*\}|\s|\$|\\[,;:!])*$")
+# What may sit between two boxes that together form one answer: "\boxed{2}, \boxed{3}",
+# "\(\boxed{1}\) and \(\boxed{-2}\)", "\boxed{1}\boxed{2}".
+_BOX_SEPARATOR = re.compile(
+    r"^(?:,|;|and|or|\\quad|\\qquad|\\text\{\s*(?:,|and|or)?\s*\}|\s|\$|\\[()\[\]]|\\[,;:!])*$"
+)
+# Boxes apart from one another (a space, a line, math delimiters) stay apart without a word joining them.
 _BOX_SEPARATOR_HAS_WORD = re.compile(r",|;|\band\b|\bor\b")
 
 # "The final answer is X", "the answer is: X", "Answer: X", "**Final Answer:** X", "#### X".
@@ -26,6 +30,8 @@ _STATEMENT = re.compile(
     re.IGNORECASE,
 )
 _DELIMITED = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+# "The largest $n$ is 34": a sentence stated as the final answer, whose value follows its last "is".
+_SENTENCE_VALUE = re.compile(r"^(?:the|a|an|our|this|that|its|their)\b.*\s(?:is|are|equals)\s+(\S.*)$", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|\n|;\s|,\s+(?:so|which|because|since|as|and\s+this)\b|\s+(?:because|since)\b")
 
 
@@ -66,7 +72,8 @@ def last_boxed(text: str) -> str | None:
     parts = [content]
     for prev_start, prev_end, prev_content in reversed(spans[:-1]):
         gap = text[prev_end:start]
-        if prev_end > start or not _BOX_SEPARATOR.match(gap) or not _BOX_SEPARATOR_HAS_WORD.search(gap):
+        touching = gap == ""
+        if prev_end > start or not _BOX_SEPARATOR.match(gap) or not (touching or _BOX_SEPARATOR_HAS_WORD.search(gap)):
             break
         parts.insert(0, prev_content)
         start = prev_start
@@ -93,7 +100,9 @@ def _statement_answer(rest: str) -> str | None:
     answer = answer.strip().strip("*_").strip()
     if _BOX_COMMAND.search(answer):
         return None  # "the answer is boxed: \boxed{5" - a box is the answer's form, and it is broken
-    return answer.rstrip(".").strip() or None
+    answer = answer.rstrip(".").strip()
+    sentence = _SENTENCE_VALUE.match(answer)
+    return (sentence.group(1).strip() if sentence else answer) or None
 
 
 def final_statement(text: str) -> tuple[int, str] | None:

@@ -10,6 +10,12 @@ The parse is strict: a reply without exactly one such line, with conflicting lin
 a think block is an `error` verdict, never `correct`. A few worked examples precede the question
 as earlier chat turns, which holds even small judges to the reply format.
 
+Before any question is asked, `content_guard` turns away answers with no content of their own: empty,
+punctuation only, a bare reasoning opener ("Thought process:", "Let's solve this step by step."),
+the question repeated, or no final answer where the question asks for one. LLM judges are known to
+call such "master key" replies correct (arXiv 2507.08794), so they never reach one: they are
+`invalid`, whatever a judge would have said.
+
 The judge is async and talks to a `Teacher` (any backend), so it runs on the teacher replica's event
 loop, not in the verifier process pool. Its verdicts carry the judge model and the prompt version
 (`llm_judge:<model>@match-1.<hash of the prompt>`), so a changed prompt never passes for the old one.
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 from distillery.operators.counters import OperatorCounters
 from distillery.operators.teachers.base import Teacher
 from distillery.operators.teachers.think_split import THINK_CLOSE, THINK_OPEN
+from distillery.operators.verifiers.answer_extraction import extract_final_answer
 from distillery.schemas.judge_config import JudgeConfig
 from distillery.schemas.records import Prompt, Verdict, VerdictLabel, request_seed
 
@@ -78,6 +85,53 @@ _SCORE_LINE = re.compile(
 _DETAIL_REPLY_CHARS = 300
 
 ReplyReader = Callable[[str], tuple[VerdictLabel, str | None, str]]
+
+# Openers of a reasoning that stop before saying anything (arXiv 2507.08794's master keys among them,
+# in the languages it tried), optionally followed by "(this|the) problem" and "step by step". Words
+# that can be answers themselves ("Analysis", "First") count only with the colon or comma of an opener.
+_OPENER = re.compile(
+    r"^(?:(?:thought\s+process|solution|answer|final\s+answer|"
+    r"let'?s\s+(?:solve|think|work|break|start|begin|analy[sz]e|tackle|figure|go|see|look)(?:\s+(?:it|this|that|out|"
+    r"through|at|down|with))*|let\s+me\s+(?:think|solve|see|start|begin|work|figure|try|analy[sz]e|check)"
+    r"(?:\s+(?:it|this|that|out|through|about))*|we\s+(?:need|have|want)\s+to\s+(?:solve|find|figure\s+out)|"
+    r"to\s+solve(?:\s+it)?|hmm+|解|解答|解析|かいせつ|解説|respuesta|soluci[oó]n|r[ée]ponse|antwort|l[öo]sung)"
+    r"(?:\s+(?:this|the|a)\s+(?:math\s+)?(?:problem|question|equation))?(?:\s+step[\s-]+by[\s-]+step)?"
+    r"(?:\s+(?:carefully|together|now|here))?[\s.,:;!…-]*"
+    r"|(?:thinking|reasoning|analysis|explanation|first(?:ly)?|step\s*1|okay|alright|well|so)\s*[:,][\s.…-]*)$",
+    re.IGNORECASE,
+)
+_MARKUP = re.compile(r"[*_`#>~]+")
+_WORDS = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+# An answer that is a stretch of the question this long (in words) repeats it rather than answers it.
+_MIN_REPEATED_WORDS = 4
+# A question that asks for an explicit final answer: a response without one has not given it.
+_ASKS_FOR_FINAL_ANSWER = re.compile(r"\\boxed|\bfinal answer\b|\bput (?:your|the) answer\b", re.IGNORECASE)
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORDS.findall(text)]
+
+
+def content_guard(question: str, answer: str) -> str | None:
+    """Why `answer` has no content of its own to judge, or None when it has some."""
+    text = _MARKUP.sub(" ", answer).strip()
+    if not text:
+        return "empty answer"
+    if not any(ch.isalnum() for ch in text):
+        return "punctuation only"
+    if _OPENER.match(" ".join(text.split())):
+        return "a reasoning opener with no answer"
+    words, asked = _words(text), _words(question)
+    # a stretch of the question, or all of it followed by nothing but an opener
+    if len(words) >= min(_MIN_REPEATED_WORDS, len(asked)) and f" {' '.join(words)} " in f" {' '.join(asked)} ":
+        return "the question repeated"
+    if asked and words[: len(asked)] == asked:
+        remainder = " ".join(words[len(asked) :])
+        if not remainder or _OPENER.match(remainder):
+            return "the question repeated"
+    if _ASKS_FOR_FINAL_ANSWER.search(question) and extract_final_answer(answer) is None:
+        return "no final answer, which the question asks for"
+    return None
 
 
 class JudgeReplyError(ValueError):
@@ -172,13 +226,20 @@ class LLMJudge:
         """Does `answer` (the part after the reasoning) match the prompt's gold answer?"""
         request = self.match_request(prompt, answer)
         if not (prompt.answer or "").strip():
-            return self._count(Verdict(verifier=self.label(request.version), verdict="invalid",
-                                       detail="no reference answer to compare with"))
+            return self._refuse(request, "no reference answer to compare with")
+        if reason := content_guard(prompt.problem, answer):
+            return self._refuse(request, f"not judged: {reason}")
         return await self._ask(request, sample_id, self._match_verdict)
 
     async def score(self, prompt: Prompt, answer: str, sample_id: str) -> Verdict:
         """Helpfulness and correctness of an answer without a gold answer: `correct` at min_score or more."""
-        return await self._ask(self.score_request(prompt, answer), sample_id, self._score_verdict)
+        request = self.score_request(prompt, answer)
+        if reason := content_guard(prompt.problem, answer):
+            return self._refuse(request, f"not judged: {reason}")
+        return await self._ask(request, sample_id, self._score_verdict)
+
+    def _refuse(self, request: JudgeRequest, detail: str) -> Verdict:
+        return self._count(Verdict(verifier=self.label(request.version), verdict="invalid", detail=detail))
 
     def _match_verdict(self, reply: str) -> tuple[VerdictLabel, str | None, str]:
         label = parse_verdict(reply)
