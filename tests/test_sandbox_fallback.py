@@ -1,5 +1,7 @@
-"""Where bubblewrap is missing: the sandbox falls back to namespaces (unshare) and rlimits, says so in
-the log, and still has no network, kills at the deadline and leaves no process behind."""
+"""Where bubblewrap is missing: the sandbox falls back to namespaces (unshare) with a read-only view of the
+host's files and a private /tmp, says so in the log, and still has no network or host sockets, kills at
+the deadline and leaves no process behind. With neither, `auto` refuses to run programs; only
+`sandbox: unsafe` runs them."""
 
 from __future__ import annotations
 
@@ -7,7 +9,11 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -99,3 +105,59 @@ def test_fallback_kills_loops_and_detached_children(unshare_verifier: CodeVerifi
     assert verdict.verdict == "incorrect"
     assert "time limit exceeded" in verdict.detail
     assert hostile.survivors(token) == []
+
+
+def test_auto_refuses_to_run_programs_without_isolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    sandbox.resolve_mechanism.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match=r"Refusing to run untrusted programs without isolation.*unsafe"):
+            CodeVerifier(CodeVerifierConfig(sandbox="auto", python=_interpreter()))
+    finally:
+        sandbox.resolve_mechanism.cache_clear()
+
+
+def test_unsafe_runs_programs_only_when_asked() -> None:
+    verifier = CodeVerifier(CodeVerifierConfig(sandbox="unsafe", python=_interpreter(), test_timeout_s=5, timeout_s=10))
+    assert verifier.mechanism == "unsafe"
+    gold = verifier.prepare_gold(None, STDIO_TESTS)
+    assert verifier.check(gold, "```python\nprint(sum(map(int, input().split())))\n```")[0] == "correct"
+
+
+@pytest.fixture
+def host_socket() -> Iterator[tuple[str, list[object]]]:
+    """A Unix socket any user may connect to, in the host's /tmp, recording each connection it accepts."""
+    folder = tempfile.mkdtemp(prefix="distillery-socket-", dir="/tmp")
+    os.chmod(folder, 0o777)
+    path = os.path.join(folder, "daemon.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    os.chmod(path, 0o777)
+    server.listen()
+    with hostile.recording(server) as seen:
+        yield path, seen
+    shutil.rmtree(folder)
+
+
+def test_fallback_isolates_the_file_system(unshare_verifier: CodeVerifier,
+                                           host_socket: tuple[str, list[object]]) -> None:
+    path, seen = host_socket
+    markers = [Path(f) / f"distillery-marker-{uuid.uuid4().hex}" for f in ("/tmp", "/var/tmp", "/dev/shm")]
+    program = (
+        "import os, socket\n"
+        f"for marker in {[str(m) for m in markers]!r}:\n"
+        "    open(marker, 'w').write('escaped')\n"
+        f"print(os.path.exists({os.path.dirname(path)!r}))\n"
+        "try:\n"
+        "    client = socket.socket(socket.AF_UNIX)\n"
+        f"    client.connect({path!r})\n"
+        "    print('connected')\n"
+        "except OSError:\n"
+        "    print('no host socket')\n"
+    )
+    tests = json.dumps({"inputs": ["\n"], "outputs": ["False\nno host socket\n"]})
+    gold = unshare_verifier.prepare_gold(None, tests)
+    label, _, detail = unshare_verifier.check(gold, f"```python\n{program}\n```")
+    assert label == "correct", detail  # its own /tmp, /var/tmp and /dev/shm took the writes
+    assert [m for m in markers if m.exists()] == []
+    assert seen == []

@@ -4,6 +4,7 @@ nothing reaching a server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -88,11 +89,12 @@ def test_infinite_loop(verifier: CodeVerifier) -> None:
     assert "time limit exceeded" in detail
 
 
-def test_loop_that_swallows_the_time_limit_hits_the_deadline(verifier: CodeVerifier) -> None:
+def test_loop_that_swallows_exceptions_is_killed_at_the_test_limit(verifier: CodeVerifier) -> None:
+    # The function runs in a process of its own, which the harness kills when the test's time is up.
     stubborn = "def f(x):\n    while True:\n        try:\n            while True:\n                pass\n" \
                "        except BaseException:\n            pass"
-    label, detail = judge(verifier, CALL_TESTS, stubborn)
-    assert label == "timeout", detail
+    _, detail = judge(verifier, CALL_TESTS, stubborn)
+    assert "time limit exceeded" in detail
 
 
 @pytest.mark.parametrize("program", ["while True:\n    print('x' * 10000)",
@@ -124,10 +126,9 @@ def test_writing_outside_the_sandbox(verifier: CodeVerifier, tmp_path: Path) -> 
     assert [t for t in targets if t.exists()] == []
 
 
-@pytest.fixture
-def loopback_server() -> Iterator[tuple[int, list[object]]]:
-    """A TCP server on 127.0.0.1 that records every connection it accepts."""
-    server = socket.create_server(("127.0.0.1", 0))
+@contextlib.contextmanager
+def recording(server: socket.socket) -> Iterator[list[object]]:
+    """Accept connections on a listening `server` in a thread, recording each, until the block ends."""
     server.settimeout(0.2)
     seen: list[object] = []
     stop = threading.Event()
@@ -143,10 +144,20 @@ def loopback_server() -> Iterator[tuple[int, list[object]]]:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield server.getsockname()[1], seen
-    stop.set()
-    thread.join()
-    server.close()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[tuple[int, list[object]]]:
+    """A TCP server on 127.0.0.1 that records every connection it accepts."""
+    server = socket.create_server(("127.0.0.1", 0))
+    with recording(server) as seen:
+        yield server.getsockname()[1], seen
 
 
 def test_network_is_unreachable(verifier: CodeVerifier, loopback_server: tuple[int, list[object]]) -> None:

@@ -1,5 +1,5 @@
 """CodeVerifier: test formats as public data sets write them, output comparison, program extraction,
-and whole runs in the real sandbox (pass/fail only through the nonce-tagged result channel)."""
+and whole runs in the real sandbox (pass/fail only from the harness's records and the host's comparisons)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import json
 
 import pytest
 
+from distillery.operators.verifiers.assertion_cases import CallCase
 from distillery.operators.verifiers.base import GoldError
 from distillery.operators.verifiers.code import CodeVerifier, extract_code
-from distillery.operators.verifiers.code_tests import compare_result, compare_stdout, parse_tests
+from distillery.operators.verifiers.code_compare import compare_result, compare_stdout
+from distillery.operators.verifiers.code_tests import parse_tests
 from distillery.schemas.verifier_config import CodeVerifierConfig
 
 APPS_STDIO = json.dumps({"inputs": ["1 2\n", "10 -3\n"], "outputs": ["3\n", "7\n"]})
@@ -38,7 +40,9 @@ def test_apps_stdio_and_call() -> None:
     stdio = parse_tests(APPS_STDIO)
     assert (stdio.mode, stdio.inputs, stdio.expected) == ("stdio", ("1 2\n", "10 -3\n"), ("3\n", "7\n"))
     call = parse_tests(APPS_CALL)
-    assert (call.mode, call.fn_name, call.inputs[1], call.expected[1]) == ("call", "add", [10, -3], [7])
+    assert (call.mode, call.fn_name, call.inputs[1]) == ("call", "add", CallCase("add", (10, -3)))
+    assert call.expected[1] == [7]
+    assert call.unwrap_single
 
 
 def test_apps_lines_lists_are_joined() -> None:
@@ -50,21 +54,35 @@ def test_apps_lines_lists_are_joined() -> None:
 def test_livecodebench_stdin_and_functional() -> None:
     assert parse_tests(LCB_STDIN).mode == "stdio"
     functional = parse_tests(LCB_FUNCTIONAL)
-    assert (functional.mode, functional.inputs[0], functional.expected[0]) == ("call", [[1, 2, 3], 2], [2, 4, 6])
+    assert (functional.mode, functional.inputs[0], functional.expected[0]) == \
+        ("call", CallCase(None, ([1, 2, 3], 2)), [2, 4, 6])
+    assert not functional.unwrap_single
 
 
-def test_assertion_programs() -> None:
+def test_simple_assertions_become_call_cases() -> None:
     humaneval = parse_tests(HUMANEVAL)
-    assert (humaneval.mode, humaneval.entry_point) == ("assert", "add")
+    assert (humaneval.mode, humaneval.inputs) == ("call", (CallCase("add", (2, 3)), CallCase("add", (0, 0))))
+    assert [check.holds(5) for check in humaneval.expected] == [True, False]
     mbpp = parse_tests(MBPP)
-    assert mbpp.mode == "assert"
-    assert mbpp.test_code.startswith("import math\n")
+    assert (mbpp.mode, mbpp.inputs[1]) == ("call", CallCase("add", (-1, 1)))
+
+
+def test_other_assertion_tests_run_as_scripts() -> None:
+    loop = json.dumps({"test": "import math\ndef check(candidate):\n    for x in range(3):\n"
+                               "        assert candidate(x, 1) == helper(x) + 1\n", "entry_point": "add"})
+    tests = parse_tests(loop)
+    assert tests.mode == "script"
+    assert tests.script is not None
+    assert (tests.script.proxied, tests.script.modules, tests.script.entry_point) == (("helper",), (), "add")
 
 
 def test_the_sandbox_never_gets_expected_outputs() -> None:
     spec = parse_tests(APPS_STDIO).harness_spec()
     assert "7\n" not in json.dumps(spec)
     assert "outputs" not in json.dumps(parse_tests(APPS_CALL).harness_spec())
+    secret = json.dumps({"test": "def check(candidate):\n    assert candidate(2, 3) == 123454321\n",
+                         "entry_point": "f"})
+    assert "123454321" not in json.dumps(parse_tests(secret).harness_spec())
 
 
 @pytest.mark.parametrize(
@@ -120,19 +138,27 @@ def test_compare_stdout_says_what_differs() -> None:
 @pytest.mark.parametrize(
     ("expected", "actual", "same"),
     [
-        ([3], 3, True),
         ([1, 2], [1, 2], True),
+        ([1, 2], (1, 2), True),
         (0.1 + 0.2, 0.3, True),
+        (2.0, 2, True),
         ({"a": [1.0]}, {"a": [1.0000000001]}, True),
         (True, 1, False),
         (1, True, False),
+        (5, 5.0000001, False),
         ([1, 2], [2, 1], False),
         ("1", 1, False),
         (None, None, True),
+        ([3], 3, False),
     ],
 )
 def test_compare_result(expected: object, actual: object, same: bool) -> None:
     assert (compare_result(expected, actual, 1e-6) is None) is same
+
+
+def test_one_element_lists_unwrap_only_by_convention() -> None:
+    assert compare_result([3], 3, 1e-6, unwrap_single=True) is None
+    assert compare_result([3], 3, 1e-6) == "expected [3], got 3"
 
 
 # -- extraction ------------------------------------------------------------------------------------
@@ -204,19 +230,24 @@ def test_spoofed_success_fails(verifier: CodeVerifier, spoof: str) -> None:
     assert label == "incorrect", detail
 
 
-def test_forged_result_lines_are_ignored(verifier: CodeVerifier) -> None:
+def test_the_program_has_no_result_channel(verifier: CodeVerifier) -> None:
     forge = (
         "import os\n"
-        "for fd in range(3, 64):\n"
+        "written = 0\n"
+        "for fd in range(5, 1024):\n"
         "    try:\n"
         "        os.write(fd, b'0123456789abcdef0123456789abcdef {\"event\": \"done\"}\\n')\n"
+        "        written += 1\n"
         "    except OSError:\n"
         "        pass\n"
-        "os._exit(0)\n"
+        "def add(a, b):\n"
+        "    return written\n"
     )
     run = verifier.sandbox.run({**parse_tests(HUMANEVAL).harness_spec(), "code": forge})
-    assert run.forged_lines >= 1
-    assert run.event("done") is None
+    assert run.stopped is None
+    assert [r["event"] for r in run.records] == ["ready", "load", "case", "case", "done"]
+    # Nothing but stdin, stdout, stderr and its own request and response pipes (3, 4) was open to it.
+    assert [r.get("result") for r in run.records if r["event"] == "case"] == ["0", "0"]
     assert verifier.check(verifier.prepare_gold(None, HUMANEVAL), fenced(forge))[0] == "incorrect"
 
 

@@ -1,9 +1,11 @@
 """Code answers: the Python program in the response, run against the prompt's tests in the sandbox.
 
-Pass or fail comes only from the result records the harness writes on its private channel (tagged
-with the run's nonce) and from outputs the host compares itself: a program that exits 0 before
-its tests ran, prints "all tests passed", or returns an object that claims to equal anything has
-failed.
+Pass or fail is decided where the program cannot reach: outputs and function results are compared
+on the host (assertion tests made of simple calls included, see `assertion_cases`), and any other
+assertion test runs in the sandbox's harness process, which holds no candidate code. Results come
+only from the harness's records on its private channel: a program that exits 0 before its tests
+ran, prints "all tests passed", or returns an object that claims to equal anything has failed; so
+has one that hit a whole-program limit (memory, processes) on the way.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import re
 from typing import Any
 
 from distillery.operators.verifiers.answer_extraction import final_answer_region
+from distillery.operators.verifiers.assertion_cases import AssertionCheck
 from distillery.operators.verifiers.base import Verifier
-from distillery.operators.verifiers.code_tests import CodeTests, compare_result, compare_stdout, parse_tests
+from distillery.operators.verifiers.code_compare import compare_result, compare_stdout, short_repr
+from distillery.operators.verifiers.code_tests import CodeTests, parse_tests
 from distillery.operators.verifiers.sandbox import (
     Sandbox,
     SandboxLimits,
@@ -21,6 +25,8 @@ from distillery.operators.verifiers.sandbox import (
     resolve_interpreter,
     resolve_mechanism,
 )
+from distillery.operators.verifiers.sandbox_cgroup import find_cgroup_host
+from distillery.operators.verifiers.sandbox_harness import decode_plain
 from distillery.schemas.records import VerdictLabel
 from distillery.schemas.verifier_config import CodeVerifierConfig
 
@@ -52,13 +58,13 @@ def extract_code(response: str, mode: str = "last_block") -> str | None:
 
 class CodeVerifier(Verifier):
     name = "code"
-    version = "1"
+    version = "2"
 
     def __init__(self, config: CodeVerifierConfig | None = None) -> None:
         self.config = config or CodeVerifierConfig()
         c = self.config
         self.interpreter = resolve_interpreter(c.python, c.site_packages)
-        self.mechanism = resolve_mechanism(c.sandbox, self.interpreter)
+        self.mechanism = resolve_mechanism(c.sandbox, self.interpreter, c.cgroup_parent)
         self.limits = SandboxLimits(
             wall_s=c.timeout_s,
             test_timeout_s=c.test_timeout_s,
@@ -69,8 +75,9 @@ class CodeVerifier(Verifier):
             open_files=c.max_open_files,
             tmp_bytes=c.tmp_mb * 2**20,
             output_bytes=c.max_output_kb * 1024,
+            cpus=c.cpus,
         )
-        self.sandbox = Sandbox(self.mechanism, self.interpreter, self.limits)
+        self.sandbox = Sandbox(self.mechanism, self.interpreter, self.limits, find_cgroup_host(c.cgroup_parent))
 
     @property
     def deadline_s(self) -> float:
@@ -87,7 +94,7 @@ class CodeVerifier(Verifier):
             return f"time limit exceeded ({self.config.test_timeout_s:g}s)"
         if status == "output_limit":
             return f"output limit exceeded ({self.config.max_output_kb} KiB)"
-        if status == "exit":
+        if status == "exit" and "returncode" in record:
             tail = (record.get("stderr") or "").strip().splitlines()
             return f"exit code {record.get('returncode')}" + (f": {tail[-1][:200]}" if tail else "")
         if status != "ok":
@@ -97,9 +104,20 @@ class CodeVerifier(Verifier):
             return f"result for an unknown test {index!r}"
         if tests.mode == "stdio":
             return compare_stdout(tests.expected[index], record.get("stdout", ""), self.config.float_tolerance)
-        if tests.mode == "call":
-            return compare_result(tests.expected[index], record.get("result"), self.config.float_tolerance)
-        return None
+        if tests.mode == "script":
+            return None
+        try:
+            result = decode_plain(record.get("result"))
+        except (ValueError, TypeError, RecursionError) as exc:
+            return f"the result is not plain data ({str(exc)[:100]})"
+        expected = tests.expected[index]
+        if isinstance(expected, AssertionCheck):
+            try:
+                holds = expected.holds(result)
+            except Exception as exc:  # the assertion raised on this result: it does not hold
+                return f"{expected.source} raised {type(exc).__name__} on result {short_repr(result)}"
+            return None if holds else f"{expected.source} failed: the function returned {short_repr(result)}"
+        return compare_result(expected, result, self.config.float_tolerance, tests.unwrap_single)
 
     def check(self, gold: CodeTests, response: str) -> tuple[VerdictLabel, str | None, str]:
         code = extract_code(response, self.config.extract)
@@ -128,12 +146,18 @@ class CodeVerifier(Verifier):
     def _verdict(self, gold: CodeTests, run: SandboxRun, failures: list[str],
                  passed: set[int]) -> tuple[VerdictLabel, str]:
         progress = f"{len(passed)}/{gold.size} tests passed"
+        if "memory" in run.limits_hit:
+            return "incorrect", (f"memory limit exceeded: the program's processes together may use "
+                                 f"{self.config.memory_mb} MiB ({progress})")
+        if "processes" in run.limits_hit:
+            return "incorrect", (f"process limit exceeded: at most {self.config.max_processes} processes and "
+                                 f"threads ({progress})")
         if failures:
             return "incorrect", f"{failures[0]} ({progress})"
         if run.stopped == "output_limit":
             return "incorrect", f"output limit exceeded ({self.config.max_output_kb} KiB per stream; {progress})"
-        if run.stopped == "result_limit":
-            return "incorrect", f"flooded the result channel ({progress})"
+        if run.stopped in ("result_limit", "protocol"):
+            return "incorrect", f"the result channel carried more or other than the harness's records ({progress})"
         if run.stopped == "deadline":
             return "timeout", f"no result within {self.config.timeout_s:g}s ({progress})"
         if run.event("ready") is None:

@@ -1,53 +1,55 @@
-"""Test cases for code prompts, read as public data sets write them, and output comparison.
+"""Test cases for code prompts, read as public data sets write them.
 
 Formats read (the prompt's `tests` field, JSON):
 - APPS / TACO `input_output`: `{"inputs": [...], "outputs": [...]}`, stdin/stdout; with
   `"fn_name"` the inputs are argument lists of a function call (LeetCode-style `class Solution`
-  methods included).
+  methods included), and an expected result may be wrapped in a one-element list.
 - LiveCodeBench: a list of `{"input", "output", "testtype": "stdin" | "functional"}`; functional
   inputs are one JSON value per line (the arguments), outputs one JSON value. The function is
   `fn_name` (or `func_name`) of a case, else the only public method of `class Solution`.
 - HumanEval / MBPP: `{"test": "def check(candidate): ...", "entry_point": "name"}`, or
-  `{"test_list": ["assert f(1) == 2", ...]}` (with optional `test_setup_code`, `test_imports`).
+  `{"test_list": ["assert f(1) == 2", ...]}` (with optional `test_setup_code`, `test_imports`):
+  call cases where the test is simple assertions (`assertion_cases`), else a script test.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from distillery.operators.verifiers.assertion_cases import CallCase, ScriptTest, call_cases, script_test
 from distillery.operators.verifiers.base import GoldError
 
-Mode = Literal["stdio", "call", "assert"]
-
-_INTEGER = re.compile(r"[+-]?\d+")
+Mode = Literal["stdio", "call", "script"]
 
 
 @dataclass(frozen=True, slots=True)
 class CodeTests:
     mode: Mode
     inputs: tuple[Any, ...] = ()
-    """stdio: the stdin text of each case; call: the argument list of each case."""
+    """stdio: the stdin text of each case; call: the `CallCase` of each case."""
     expected: tuple[Any, ...] = ()
-    """stdio: the expected stdout of each case; call: the expected return value."""
+    """stdio: the expected stdout of each case; call: the expected JSON value, or an `AssertionCheck`."""
     fn_name: str | None = None
-    test_code: str = ""
-    entry_point: str | None = None
+    unwrap_single: bool = False
+    """APPS's convention: an expected call result may be written as a one-element list of it."""
+    script: ScriptTest | None = None
 
     @property
     def size(self) -> int:
-        return 1 if self.mode == "assert" else len(self.inputs)
+        return 1 if self.mode == "script" else len(self.inputs)
 
     def harness_spec(self) -> dict[str, Any]:
-        """What the sandbox gets: inputs and assertion programs, never the expected outputs."""
+        """What the sandbox gets: inputs and test programs, never the expected outputs."""
         if self.mode == "stdio":
             return {"mode": "stdio", "cases": [{"input": text} for text in self.inputs]}
         if self.mode == "call":
-            return {"mode": "call", "fn_name": self.fn_name, "cases": [{"args": args} for args in self.inputs]}
-        return {"mode": "assert", "test_code": self.test_code, "entry_point": self.entry_point}
+            cases = [{"fn": c.fn, "args": list(c.args), "kwargs": dict(c.kwargs)} for c in self.inputs]
+            return {"mode": "call", "fn_name": self.fn_name, "cases": cases}
+        assert self.script is not None
+        return {"mode": "script", "test_code": self.script.code, "entry_point": self.script.entry_point,
+                "proxied": list(self.script.proxied), "modules": list(self.script.modules)}
 
 
 def _text(value: Any, where: str) -> str:
@@ -74,7 +76,8 @@ def _apps(data: dict[str, Any]) -> CodeTests:
         for index, args in enumerate(inputs):
             if not isinstance(args, list):
                 raise GoldError(f"tests: inputs[{index}] of a call test must be a list of arguments")
-        return CodeTests(mode="call", inputs=tuple(inputs), expected=tuple(outputs), fn_name=fn_name)
+        return CodeTests(mode="call", inputs=tuple(CallCase(fn_name, tuple(args)) for args in inputs),
+                         expected=tuple(outputs), fn_name=fn_name, unwrap_single=True)
     return CodeTests(
         mode="stdio",
         inputs=tuple(_text(v, f"tests: inputs[{i}]") for i, v in enumerate(inputs)),
@@ -110,7 +113,9 @@ def _livecodebench(cases: list[Any]) -> CodeTests:
             expected.append(json.loads(output) if isinstance(output, str) else output)
         except json.JSONDecodeError as exc:
             raise GoldError(f"tests[{index}]: functional input/output is not JSON: {exc}") from None
-    return CodeTests(mode="call", inputs=tuple(inputs), expected=tuple(expected), fn_name=next(iter(names), None))
+    fn_name = next(iter(names), None)
+    return CodeTests(mode="call", inputs=tuple(CallCase(fn_name, tuple(args)) for args in inputs),
+                     expected=tuple(expected), fn_name=fn_name)
 
 
 def _assertions(data: dict[str, Any]) -> CodeTests:
@@ -133,7 +138,11 @@ def _assertions(data: dict[str, Any]) -> CodeTests:
         compile(code, "tests.py", "exec")
     except SyntaxError as exc:
         raise GoldError(f"tests: the test program does not compile: {exc}") from None
-    return CodeTests(mode="assert", test_code=code, entry_point=entry_point or None)
+    entry_point = entry_point or None
+    cases = call_cases(code, entry_point)
+    if cases is not None:
+        return CodeTests(mode="call", inputs=tuple(c for c, _ in cases), expected=tuple(a for _, a in cases))
+    return CodeTests(mode="script", script=script_test(code, entry_point))
 
 
 def parse_tests(tests: str | None) -> CodeTests:
@@ -155,68 +164,3 @@ def parse_tests(tests: str | None) -> CodeTests:
         f"tests in an unknown format ({keys}); expected APPS {{inputs, outputs[, fn_name]}}, a LiveCodeBench "
         "list of {input, output, testtype}, or HumanEval {test, entry_point} / MBPP {test_list}"
     )
-
-
-def _lines(text: str) -> list[str]:
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    while lines and not lines[-1]:
-        lines.pop()
-    return lines
-
-
-def _numbers_close(expected: str, actual: str, tolerance: float) -> bool:
-    if _INTEGER.fullmatch(expected) and _INTEGER.fullmatch(actual):
-        return int(expected) == int(actual)  # integers never get a tolerance
-    try:
-        e, a = float(expected), float(actual)
-    except ValueError:
-        return False
-    if math.isnan(e) or math.isnan(a):
-        return False
-    return math.isclose(e, a, rel_tol=tolerance, abs_tol=tolerance)
-
-
-def compare_stdout(expected: str, actual: str, tolerance: float) -> str | None:
-    """None when the output matches: line by line after trimming trailing whitespace, the same
-    number of lines, tokens that are numbers within `tolerance`. Else what differs."""
-    want, got = _lines(expected), _lines(actual)
-    if len(want) != len(got):
-        return f"expected {len(want)} line(s), got {len(got)}"
-    for number, (w, g) in enumerate(zip(want, got, strict=True), start=1):
-        if w == g:
-            continue
-        w_tokens, g_tokens = w.split(), g.split()
-        if len(w_tokens) == len(g_tokens) and all(
-            x == y or _numbers_close(x, y, tolerance) for x, y in zip(w_tokens, g_tokens, strict=True)
-        ):
-            continue
-        return f"line {number}: expected {w[:80]!r}, got {g[:80]!r}"
-    return None
-
-
-def _values_equal(expected: Any, actual: Any, tolerance: float) -> bool:
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return expected is actual or (type(expected) is type(actual) and expected == actual)
-    if isinstance(expected, int | float) and isinstance(actual, int | float):
-        if isinstance(expected, int) and isinstance(actual, int):
-            return expected == actual
-        return math.isclose(expected, actual, rel_tol=tolerance, abs_tol=tolerance)
-    if isinstance(expected, list | tuple) and isinstance(actual, list | tuple):
-        return len(expected) == len(actual) and all(
-            _values_equal(e, a, tolerance) for e, a in zip(expected, actual, strict=True)
-        )
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        return expected.keys() == actual.keys() and all(
-            _values_equal(v, actual[k], tolerance) for k, v in expected.items()
-        )
-    return type(expected) is type(actual) and expected == actual
-
-
-def compare_result(expected: Any, actual: Any, tolerance: float) -> str | None:
-    """None when a function's result matches the expected value. APPS wraps a call's expected
-    result in a one-element list; either form is accepted, as APPS's own checker does."""
-    if _values_equal(expected, actual, tolerance):
-        return None
-    if isinstance(expected, list) and len(expected) == 1 and _values_equal(expected[0], actual, tolerance):
-        return None
-    return f"expected {json.dumps(expected)[:80]}, got {json.dumps(actual)[:80]}"
