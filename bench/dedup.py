@@ -1,18 +1,20 @@
 """Dedup and decontamination benchmark.
 
-    python bench/dedup.py                      # both parts
-    python bench/dedup.py --part synthetic     # 100K and 1M synthetic embeddings
-    python bench/dedup.py --part benchmarks    # rephrasings of ../shared/benchmarks problems
+    python bench/dedup.py --benchmarks-dir DIR                    # both parts
+    python bench/dedup.py --part synthetic                        # 100K and 1M synthetic embeddings
+    python bench/dedup.py --part benchmarks --benchmarks-dir DIR  # rephrasings of benchmark problems
 
 Part 1 plants near-duplicate pairs among synthetic 384-d unit vectors (clustered like real
 sentence embeddings: topics of uneven size) and times the near-duplicate search and keep rule at
 each size in a fresh process, so peak memory (ru_maxrss) is that size's own. It prints the recall of
 the planted pairs and the growth from the smallest to the largest size.
 
-Part 2 loads aime24, amc23, gsm8k, minerva_math and olympiadbench from ../shared/benchmarks (or
---benchmarks-dir), and checks our own rephrasings of some of their problems (written below) and
+Part 2 loads aime24, amc23, gsm8k, minerva_math and olympiadbench (`NAME.jsonl`) from
+--benchmarks-dir, and checks our own rephrasings of some of their problems (written below) and
 problems unrelated to them: MATH test problems (math_cot_100.jsonl, a different benchmark) and a
-few written here. It prints per-detector recall and false-positive rates.
+few written here. It prints per-detector recall and false-positive rates. Public copies of these
+files are in the QwenLM/Qwen2.5-Math repository under `evaluation/data/` (`NAME/test.jsonl`;
+math_cot_100.jsonl is 100 problems of `eval_rm_maj_example/math_cot_100.jsonl`).
 """
 
 from __future__ import annotations
@@ -455,10 +457,10 @@ def main() -> None:
         "--threads", type=int, default=0, help="faiss threads (0: all); 1 gives steadier timings on a busy machine"
     )
     parser.add_argument("--synthetic-child", type=int, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--benchmarks-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
-    )
+    parser.add_argument("--benchmarks-dir", type=Path, help="folder of the benchmark JSONL files (part 2)")
     args = parser.parse_args()
+    if args.part in ("all", "benchmarks") and args.benchmarks_dir is None:
+        parser.error("--benchmarks-dir is required for the benchmarks part (see the docstring for the files)")
     if args.synthetic_child:
         synthetic_child(args.synthetic_child, args.seed, args.threads)
         return

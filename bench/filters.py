@@ -1,10 +1,11 @@
 """The quality filters on real chain-of-thought responses: how many each drops (false positives on
 good data are the cost of a filter) and how long each takes per sample.
 
-    python bench/filters.py ../shared/benchmarks/math_cot_100.jsonl
+    python bench/filters.py PATH/math_cot_100.jsonl
 
-The file is JSONL with `question` and `code` (a list of responses), as in Qwen2.5-Math's
-eval_rm_maj_example. Each response is scored twice: as an answer, and as the reasoning of an R1-style
+The file is JSONL with `question` and `code` (a list of responses), as in the QwenLM/Qwen2.5-Math
+repository's `evaluation/data/eval_rm_maj_example/math_cot_100.jsonl` (public). Each response is
+scored twice: as an answer, and as the reasoning of an R1-stylen R1-style
 sample (`<think>response</think>` + its last line), so the reasoning-only filters see it too.
 """
 

@@ -13,6 +13,7 @@ RUN/
   response_filter/          dropped.parquet, kept.parquet, counters.json, embeddings/           (stage 5)
   decontam_audit/           prompts.parquet, responses.parquet, benchmark_embeddings/
   dataset/                  reasoning/, general/, README.md, dataset_info.json                  (stage 6)
+  logs/                     driver.log, actors/<worker>-<pid>.log (pipeline/runtime/run_logs.py)
 ```
 
 **Resume rule** (`Units`): a unit of work is done if and only if its file exists. Files are written
@@ -27,6 +28,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,8 @@ import yaml
 from distillery.schemas.job import JobConfig
 
 SHARD_PATTERN = re.compile(r"^(part-\d{5})-(.+)$")
+BATCH_PATTERN = re.compile(r"^(batch-[A-Za-z0-9_.]+-\d{5})-(.+)$")
+"""Generation units of a run with targets: prompts in visit order (`batches/`), not ingest shards."""
 
 
 class RunDirectoryError(RuntimeError):
@@ -54,27 +58,22 @@ class Units:
     @staticmethod
     def commit(table: pa.Table, path: Path) -> Path:
         """Write a Parquet unit whole or not at all."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temporary(path)
-        try:
-            pq.write_table(table, tmp, compression="zstd")
-            _sync(tmp)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return _commit(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+    @staticmethod
+    def commit_empty(schema: pa.Schema, path: Path) -> Path:
+        """Write a Parquet unit with the schema and no rows. It has zero row groups (a writer closed
+        with no batches): `datasets` refuses a file holding one row group of 0 rows."""
+        return _commit(path, lambda tmp: pq.ParquetWriter(tmp, schema, compression="zstd").close())
+
+    @staticmethod
+    def retract(path: Path) -> None:
+        """Make a unit not done again: its inputs grew (a raised target added samples after it ran)."""
+        path.unlink(missing_ok=True)
 
     @staticmethod
     def commit_json(value: object, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temporary(path)
-        try:
-            tmp.write_text(json.dumps(value, indent=2, default=str))
-            _sync(tmp)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return _commit(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2, default=str)))
 
     @staticmethod
     def commit_folder(staging: Path, target: Path) -> None:
@@ -83,6 +82,19 @@ class Units:
             shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging.replace(target)
+
+
+def _commit(path: Path, write: Callable[[Path], object]) -> Path:
+    """`write` the file under a temporary name, sync it, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    try:
+        write(tmp)
+        _sync(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def _temporary(path: Path) -> Path:
@@ -216,6 +228,50 @@ class RunDirectory:
 
     def generation_counter_files(self) -> list[Path]:
         return data_files(self.path / "counters" / "generate", "*.json")
+
+    def journey_unit(self, unit: str) -> Path:
+        """The journey traces made from one samples unit (same name)."""
+        return self.journey / f"{unit}.parquet"
+
+    def journey_files(self) -> list[Path]:
+        return data_files(self.journey)
+
+    def journey_counters(self, unit: str) -> Path:
+        return self.path / "counters" / "journey" / f"{unit}.json"
+
+    def journey_counter_files(self) -> list[Path]:
+        return data_files(self.path / "counters" / "journey", "*.json")
+
+    # --- targets (a run that builds to row counts) --------------------------------------------
+
+    @property
+    def batches(self) -> Path:
+        """The prompts of each batch unit, in visit order (written once, when first planned)."""
+        return self.path / "batches"
+
+    @staticmethod
+    def batch_name(group: str, index: int) -> str:
+        return f"batch-{re.sub(r'[^A-Za-z0-9_.]', '_', group)}-{index:05d}"
+
+    def batch_prompts(self, batch: str) -> Path:
+        return self.batches / f"{batch}.parquet"
+
+    def prompts_of_unit(self, unit: str) -> Path:
+        """The prompts file a generation unit was made from: an ingest shard or a batch."""
+        batch = BATCH_PATTERN.match(unit)
+        if batch is not None:
+            return self.batch_prompts(batch.group(1))
+        return self.prompt_shard(self.shard_of_unit(unit))
+
+    @property
+    def targets_outcome(self) -> Path:
+        """How each target was met by the last dataset selection (in the dataset folder)."""
+        return self.dataset / "targets.json"
+
+    @property
+    def progress(self) -> Path:
+        """The live progress of generation, rewritten every few seconds; `distillery status` reads it."""
+        return self.path / "progress.json"
 
     @property
     def ingest_dead_letter(self) -> Path:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from distillery.schemas.teacher_config import Section
+from distillery.schemas.base import Section
 
 BUNDLED_EMBEDDER = "bundled:all-minilm-l6-v2"
 LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
@@ -43,6 +43,12 @@ class VectorSearchConfig(Section):
     rows_per_cluster: int = Field(default=1000, ge=16, description="mean cluster size of the clustered search")
     probes: int = Field(default=4, ge=1, description="nearest clusters whose members each vector is compared with")
     max_neighbors: int = Field(default=32, ge=1, description="earlier neighbours kept per vector")
+    two_level_min_clusters: int = Field(
+        default=1024,
+        ge=4,
+        description="from this many clusters on, centroids are found and assigned in two levels (coarse, then "
+        "fine within): the cost per vector grows with the square root of the cluster count, not the count",
+    )
     seed: int = 0
 
 

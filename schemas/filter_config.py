@@ -18,7 +18,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from distillery.schemas.teacher_config import Section
+from distillery.schemas.base import Section
 
 
 class TruncationFilterConfig(Section):

@@ -13,7 +13,7 @@ import re
 
 from pydantic import Field, field_validator
 
-from distillery.schemas.teacher_config import Section
+from distillery.schemas.base import Section
 
 GREETINGS = [
     r"(hi|hello|hey|hiya|howdy|greetings|yo)( there| everyone| all)?",

@@ -17,12 +17,20 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
+from distillery.schemas.base import Section
+from distillery.schemas.budget_config import SamplingBudgetConfig
 from distillery.schemas.dedup_config import DecontaminationConfig, DedupConfig
 from distillery.schemas.filter_config import FiltersConfig
 from distillery.schemas.general_config import GeneralConfig
+from distillery.schemas.journey_config import JourneyConfig
 from distillery.schemas.judge_config import JudgeConfig, judge_placement_error
-from distillery.schemas.teacher_config import Section, TeacherConfig
+from distillery.schemas.targets_config import TargetsConfig
+from distillery.schemas.teacher_config import TeacherConfig
 from distillery.schemas.verifier_config import VerificationConfig
+
+UNHASHED_KEYS = frozenset({"output", "targets"})
+"""Top-level keys that do not change how any output is made: where it is written, and how much of it
+to make (a raised target continues the run and reuses its samples)."""
 
 
 class JobFileError(ValueError):
@@ -50,6 +58,13 @@ class SourceConfig(Section):
     domain: str = Field(default="math", description="domain of rows without a domain field")
     require_answer: bool = Field(default=True, description="rows without a gold answer are dead-lettered")
     limit: int | None = Field(default=None, ge=1)
+    max_dead_letter_share: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="more of the source's rows dead-lettered than this is reported at the end of ingest "
+        "(fatal with `run --strict`): it usually means a wrong `format` or `fields` mapping",
+    )
 
     @model_validator(mode="after")
     def _location(self, info: ValidationInfo) -> SourceConfig:
@@ -74,11 +89,19 @@ class GenerationConfig(Section):
     max_rounds: int = Field(default=2, ge=1, description="sampling rounds per prompt (adaptive resampling)")
     shard_size: int = Field(default=64, ge=1, description="prompts per unit of work (a resumable shard)")
     shards_in_flight: int = Field(default=4, ge=1, description="shards each replica works on at once")
+    sampling_budget: SamplingBudgetConfig | None = Field(
+        default=None, description="adaptive n per round (schemas/budget_config.py); none: the teacher's n each round"
+    )
 
 
 class JobConfig(Section):
     name: str = Field(min_length=1)
     output: str | None = Field(default=None, description="run directory; `--output` overrides it")
+    license: str = Field(
+        default="unknown",
+        description="the dataset's license for its card (an SPDX id such as apache-2.0, or unknown/other); "
+        "teacher outputs also carry the teacher's terms",
+    )
     sources: list[SourceConfig] = Field(min_length=1)
     teachers: dict[str, TeacherConfig] = Field(min_length=1)
     generation: GenerationConfig
@@ -88,6 +111,10 @@ class JobConfig(Section):
     decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
     judge: JudgeConfig | None = Field(default=None, description="the LLM judge (schemas/judge_config.py)")
     general: GeneralConfig = Field(default_factory=GeneralConfig, description="the general (non-reasoning) split")
+    targets: TargetsConfig | None = Field(
+        default=None, description="rows and mix to build to (schemas/targets_config.py); none: every prompt"
+    )
+    journey: JourneyConfig = Field(default_factory=JourneyConfig, description="journey traces (stage 4)")
 
     @field_validator("sources")
     @classmethod
@@ -105,6 +132,8 @@ class JobConfig(Section):
         refs |= {f"generation.domain_teachers.{d}": t for d, t in self.generation.domain_teachers.items()}
         if self.judge is not None:
             refs["judge.teacher"] = self.judge.teacher
+        if self.journey.teacher is not None:
+            refs["journey.teacher"] = self.journey.teacher
         for where, name in refs.items():
             if name not in self.teachers:
                 hint = difflib.get_close_matches(name, known, n=1)
@@ -117,16 +146,30 @@ class JobConfig(Section):
                 raise ValueError(problem)
         return self
 
+    @model_validator(mode="after")
+    def _one_journey_share(self) -> JobConfig:
+        share = self.targets.journey_share if self.targets is not None else None
+        if share is None:
+            return self
+        if "share" in self.journey.model_fields_set and self.journey.share != share:
+            raise ValueError(
+                f"targets.journey_share ({share}) and journey.share ({self.journey.share}) are one setting; "
+                "give it once"
+            )
+        self.journey.share = share
+        return self
+
     _written: dict[str, Any] | None = PrivateAttr(default=None)
 
     def config_hash(self) -> str:
-        """What identifies the run's output: the job as written, less where it is written.
+        """What identifies the run's output: the job as written, less `UNHASHED_KEYS`.
 
         Hashing what the user wrote (not every resolved default) means a distillery upgrade that
         adds a setting does not orphan a multi-day run; a changed job file still changes the hash.
         """
         written = self._written if self._written is not None else self.model_dump(mode="json")
-        canonical = json.dumps({k: v for k, v in written.items() if k != "output"}, sort_keys=True, default=str)
+        hashed = {k: v for k, v in written.items() if k not in UNHASHED_KEYS}
+        canonical = json.dumps(hashed, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def teacher_for(self, domain: str) -> str:

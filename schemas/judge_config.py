@@ -18,7 +18,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from distillery.schemas.teacher_config import Section, TeacherConfig, VLLMTeacherConfig
+from distillery.schemas.base import Section
+from distillery.schemas.teacher_config import TeacherConfig, VLLMTeacherConfig
 
 
 class JudgeConfig(Section):

@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 VerdictLabel = Literal["correct", "incorrect", "invalid", "timeout", "error"]
 Kind = Literal["shortcut", "journey", "general", "no_cot"]
+FailureKind = Literal["permanent", "transient"]
+"""permanent: the input itself fails (a bad row, a prompt longer than the context, a request the server
+rejects as invalid): dead-lettered. transient: the infrastructure failed (an engine died, a server kept
+answering 5xx or timing out): retried, and again on a rerun; never written off as data."""
 
 _SPACE = re.compile(r"\s+")
 
@@ -67,6 +71,7 @@ class DeadLetter(Record):
     prompt_id: str | None = None
     reason: str
     raw: str = Field(default="", description="the offending input, as JSON, truncated")
+    failure: FailureKind = Field(default="permanent", description="permanent (bad input) or transient (retried)")
 
 
 class Verdict(Record):
@@ -119,24 +124,52 @@ class Message(Record):
 
 
 class SFTRecord(Record):
-    """One row of the final dataset (`dataset/<split>/`): TRL reads `messages` directly."""
+    """One row of the final dataset (`dataset/<split>/`). `prompt` and `completion` are `messages`
+    cut before its last turn: TRL takes a row with both for conversational prompt-completion data
+    and trains on the completion only (the think block included); LLaMA-Factory reads `messages`."""
 
-    id: str
-    prompt_id: str
-    sample_id: str
-    messages: list[Message]
-    prompt: str
-    reasoning: str
-    answer: str
-    domain: str
-    source: str
-    kind: Kind
-    teacher: str
-    model: str
-    sampling: str
-    verdicts: list[Verdict]
-    pass_rate: float
-    config_hash: str
+    id: str = Field(description="row id (hash of the sample id)")
+    prompt_id: str = Field(description="the prompt's id in the run's `prompts/` table")
+    sample_id: str = Field(description="the sample's id in the run's `samples/` table")
+    messages: list[Message] = Field(description="the whole conversation: user turn, then the assistant turn")
+    prompt: list[Message] = Field(description="`messages[:-1]`: the turns before the answer (TRL's prompt)")
+    completion: list[Message] = Field(description="`messages[-1:]`: the assistant turn, `<think>` block included")
+    problem: str = Field(description="the problem text as the source gave it (no template)")
+    reasoning: str = Field(description="the teacher's reasoning (inside `<think>`)")
+    answer: str = Field(description="the teacher's final answer (after `</think>`)")
+    domain: str = Field(description="math, code, general, ...: which verifier or judge decided")
+    source: str = Field(description="the job's source the prompt came from")
+    kind: Kind = Field(description="shortcut (verified answer), journey, general (judged), no_cot (direct answer)")
+    teacher: str = Field(description="the job's name for the teacher")
+    model: str = Field(description="the teacher's model")
+    sampling: str = Field(description="the sampling parameters, as JSON")
+    completion_tokens: int = Field(description="tokens the teacher generated for this sample")
+    verdicts: list[Verdict] = Field(description="every verifier's and the judge's verdict on the sample")
+    pass_rate: float = Field(description="share of the prompt's samples that were accepted (difficulty)")
+    config_hash: str = Field(description="the hash of the job that made the row")
+    journey: JourneyInfo | None = Field(default=None, description="kind journey: how the trace was built")
+
+
+class JourneyInfo(Record):
+    """How a journey trace was made: the wrong attempt, where it went wrong, and the way back."""
+
+    wrong_sample_id: str = Field(description="the rejected sample whose prefix opens the trace")
+    correct_sample_id: str | None = Field(description="the accepted sample spliced in (null for bridge continue)")
+    error_step: int = Field(description="the located wrong step of the attempt, counted from 1")
+    locator: str = Field(description="compare or critic")
+    bridge: str = Field(description="splice or continue")
+    reflection: str = Field(description="the sentence that names the error, as it stands in the trace")
+    rewritten: bool = Field(default=False, description="the teacher's rewrite of the joins was kept")
+
+
+class JourneySample(Generation):
+    """A journey trace: a `Generation` (verified and filtered like any sample) with how it was built.
+    The `journey/` table."""
+
+    journey: JourneyInfo
+
+
+SFTRecord.model_rebuild()
 
 
 def assistant_turn(reasoning: str, answer: str) -> str:

@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import glob
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
+
+from distillery.schemas.base import Section
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RepetitionDetectionConfig(Section):
+    """vLLM's loop cut (`SamplingParams.repetition_detection`): a request whose last tokens are one
+    pattern of `min_pattern_size`..`max_pattern_size` tokens repeated `min_count` times in a row
+    finishes at once with finish reason `repetition`, instead of looping to `max_tokens`.
+
+    The defaults are conservative: a run of one token must reach min_pattern_size x min_count
+    (32) tokens and a looping sentence must come back whole four times, which legitimate reasoning
+    practically never does; a looping trace is cut after a few repetitions, not at `max_tokens`.
+    """
+
+    min_pattern_size: int = Field(default=8, ge=1, description="shortest repeating pattern, in tokens")
+    max_pattern_size: int = Field(
+        default=128, ge=1, description="longest repeating pattern, in tokens (vLLM checks each size per token)"
+    )
+    min_count: int = Field(default=4, ge=2, description="repetitions in a row that end the request")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> RepetitionDetectionConfig:
+        if self.min_pattern_size > self.max_pattern_size:
+            raise ValueError(
+                f"min_pattern_size ({self.min_pattern_size}) must not exceed max_pattern_size ({self.max_pattern_size})"
+            )
+        return self
 
 
 class SamplingConfig(Section):
@@ -17,6 +42,32 @@ class SamplingConfig(Section):
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     max_tokens: int = Field(default=1024, ge=1)
     seed: int = Field(default=0, description="base seed; each request's seed derives from it and its id")
+    repetition_detection: RepetitionDetectionConfig | None = Field(
+        default_factory=RepetitionDetectionConfig,
+        description="cut loops while they decode (finish reason `repetition`); null: off",
+    )
+    thinking_token_budget: int | None = Field(
+        default=None,
+        ge=1,
+        description="most tokens of reasoning before vLLM forces the end of the think block; needs a reasoning "
+        "parser (vllm: engine_kwargs {reasoning_parser: deepseek_r1}; openai: a vllm serve started with one)",
+    )
+
+    @model_validator(mode="after")
+    def _thinking_within_max_tokens(self) -> SamplingConfig:
+        if self.thinking_token_budget is not None and self.thinking_token_budget >= self.max_tokens:
+            raise ValueError(
+                f"thinking_token_budget ({self.thinking_token_budget}) must be below max_tokens ({self.max_tokens}), "
+                "or no tokens are left for the answer"
+            )
+        return self
+
+
+class TokenPrice(Section):
+    """What a teacher's tokens cost, for the live cost and the projected cost to the targets."""
+
+    input: float = Field(ge=0.0, description="price per million prompt tokens")
+    output: float = Field(ge=0.0, description="price per million completion tokens")
 
 
 class VLLMTeacherConfig(Section):
@@ -42,6 +93,17 @@ class VLLMTeacherConfig(Section):
     system_prompt: str | None = None
     prompt_template: str = Field(default="{problem}", description="user turn; {problem} is replaced")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    price_per_million_tokens: TokenPrice | None = Field(default=None, description="for the live cost estimate")
+
+    @model_validator(mode="after")
+    def _thinking_budget_parser(self) -> VLLMTeacherConfig:
+        # vLLM refuses such requests one by one at run time; say it before any model loads.
+        if self.sampling.thinking_token_budget is not None and not self.engine_kwargs.get("reasoning_parser"):
+            raise ValueError(
+                "sampling.thinking_token_budget needs vLLM's reasoning parser: add "
+                "engine_kwargs: {reasoning_parser: deepseek_r1} (or the parser of your model)"
+            )
+        return self
 
 
 class OpenAITeacherConfig(Section):
@@ -83,6 +145,22 @@ class OpenAITeacherConfig(Section):
     system_prompt: str | None = None
     prompt_template: str = Field(default="{problem}", description="user turn; {problem} is replaced")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    server: Literal["vllm", "generic"] = Field(
+        default="generic",
+        description="vllm: the server is `vllm serve`, and sampling.repetition_detection and "
+        "thinking_token_budget go in each request body; generic: other servers, which do not know them "
+        "(they are not sent)",
+    )
+    price_per_million_tokens: TokenPrice | None = Field(default=None, description="for the live cost estimate")
+
+    @model_validator(mode="after")
+    def _thinking_budget_server(self) -> OpenAITeacherConfig:
+        if self.sampling.thinking_token_budget is not None and self.server != "vllm":
+            raise ValueError(
+                "sampling.thinking_token_budget is a vLLM extension: set server: vllm (a vllm serve started "
+                "with --reasoning-parser), or remove it"
+            )
+        return self
 
     @field_validator("base_url")
     @classmethod
@@ -90,6 +168,75 @@ class OpenAITeacherConfig(Section):
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https:// (got {url!r})")
         return url.rstrip("/")
+
+
+class ReplayFields(Section):
+    """Which columns of a recorded-generations file hold what; `None`: the file has no such column."""
+
+    problem: str = Field(default="problem", description="the prompt's text, matched to the job's prompts")
+    responses: str | None = Field(
+        default="generations", description="layout per_prompt: the list of responses (OpenR1-Math's `generations`)"
+    )
+    response: str | None = Field(
+        default="generation", description="layout per_response: one response (NeMo-Skills' `generation`)"
+    )
+    reasoning: str | None = Field(
+        default=None, description="the chain of thought, where it is kept apart from the response (a list per_prompt)"
+    )
+    finish_reason: str | None = Field(
+        default=None, description="why each response ended (`length` marks a truncated one); none: all `stop`"
+    )
+    completion_tokens: str | None = Field(
+        default=None, description="each response's token count; none: estimated from its length (chars_per_token)"
+    )
+
+
+class ReplayTeacherConfig(Section):
+    """Recorded generations (an API run, an OpenR1-Math or NeMo-Skills dump) as a teacher: no engine
+    loads; each prompt's recorded responses come back in round 0 (whatever `sampling.n` says) and go
+    through the same verification, filters, journeys, dedup and dataset as live samples.
+
+    The job's sources name the prompts (often the same file); a prompt is matched to its responses by
+    its text, rendered with `prompt_template` and normalized. A prompt with no recorded response is
+    dead-lettered (permanent). In a cluster the file must be readable at the same path on every node.
+    """
+
+    backend: Literal["replay"]
+    path: str = Field(description="JSONL or Parquet file, or a glob (output-rs*.jsonl), relative to the job file")
+    format: Literal["jsonl", "parquet"] | None = Field(default=None, description="none: from the file suffix")
+    layout: Literal["per_prompt", "per_response"] = Field(
+        default="per_prompt",
+        description="per_prompt: one row per prompt with a list of responses; per_response: one row per "
+        "response, grouped by the problem column",
+    )
+    fields: ReplayFields = Field(default_factory=ReplayFields)
+    model: str = Field(default="replay", description="the model that wrote the responses (kept with each sample)")
+    chars_per_token: float = Field(
+        default=4.0, gt=0, description="token counts are estimated as characters / this, where the file has none"
+    )
+    replicas: int = Field(default=1, ge=1, description="replay replicas, each a Ray actor with its own verifiers")
+    num_cpus: float = Field(default=1.0, gt=0, description="CPUs each replica actor asks Ray for")
+    system_prompt: str | None = None
+    prompt_template: str = Field(default="{problem}", description="user turn; {problem} is replaced")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    price_per_million_tokens: TokenPrice | None = Field(
+        default=None, description="what the recorded tokens cost when they were made, for the cost report"
+    )
+
+    @model_validator(mode="after")
+    def _files(self, info: ValidationInfo) -> ReplayTeacherConfig:
+        # Resolved here, once: the replicas may run in another working directory (ray job submit).
+        base = Path((info.context or {}).get("base_dir") or ".")
+        pattern = self.path if Path(self.path).is_absolute() else str(base / self.path)
+        if not sorted(glob.glob(pattern)):
+            raise ValueError(f"replay file not found: {pattern} (paths are relative to the job file)")
+        self.path = str(Path(pattern).absolute())
+        if self.format is None and not all(p.endswith((".jsonl", ".parquet")) for p in glob.glob(pattern)):
+            raise ValueError(f"cannot tell the format of {pattern} from its suffix: set format: jsonl or parquet")
+        missing = "responses" if self.layout == "per_prompt" else "response"
+        if getattr(self.fields, missing) is None:
+            raise ValueError(f"layout {self.layout} needs fields.{missing}: the column that holds the response(s)")
+        return self
 
 
 def _backend(value: Any) -> str:
@@ -100,10 +247,12 @@ def _backend(value: Any) -> str:
 
 
 TeacherConfig = Annotated[
-    Annotated[VLLMTeacherConfig, Tag("vllm")] | Annotated[OpenAITeacherConfig, Tag("openai")],
+    Annotated[VLLMTeacherConfig, Tag("vllm")]
+    | Annotated[OpenAITeacherConfig, Tag("openai")]
+    | Annotated[ReplayTeacherConfig, Tag("replay")],
     Discriminator(
         _backend,
         custom_error_type="unknown_backend",
-        custom_error_message="unknown teacher backend; use backend: vllm or backend: openai",
+        custom_error_message="unknown teacher backend; use backend: vllm, openai or replay",
     ),
 ]

@@ -90,6 +90,18 @@ def local_ray():
     yield
 
 
+@pytest.fixture(scope="session")
+def demo_like_run(tmp_path_factory) -> Path:
+    """A demo-shaped run directory (tests/demo_like_run.py), made once for the tests that read it."""
+    import demo_like_run as maker
+
+    if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0:
+        ray.shutdown()
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    return maker.make_run(tmp_path_factory.mktemp("demo_like"))
+
+
 def pytest_sessionfinish(session, exitstatus):
     if ray.is_initialized():
         ray.shutdown()

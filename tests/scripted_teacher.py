@@ -19,8 +19,10 @@ from distillery.schemas.teacher_config import SamplingConfig
 class ScriptedTeacher(Teacher):
     """`script` maps a substring of the user turn to the completions of each round, in order;
     a completion ending in "<TRUNCATED>" comes back with finish reason `length`; the text
-    "<FAIL>" makes the request fail; "<CRASH:path>" kills the whole process the first time
-    (it leaves `path` behind, so the retry goes through)."""
+    "<FAIL>" makes the request fail permanently (as a prompt longer than the context does);
+    "<CRASH:path>" kills the whole process the first time (it leaves `path` behind, so the retry goes
+    through); "<FLAKY:path>" fails transiently (as an overloaded server does) while `path` does not
+    exist, and "<FLAKY:path:k>" creates it on the k-th failure (default 1)."""
 
     def __init__(
         self, script: dict[str, list[list[str]]], n: int = 4, name: str = "scripted", delay_s: float = 0.0
@@ -40,9 +42,17 @@ class ScriptedTeacher(Teacher):
         if crash and not os.path.exists(crash.group(1)):
             Path(crash.group(1)).touch()
             os._exit(1)
+        flaky = re.search(r"<FLAKY:([^>:]+)(?::(\d+))?>", user)
+        if flaky and not os.path.exists(flaky.group(1)):
+            failures = Path(flaky.group(1) + ".failures")
+            count = int(failures.read_text()) + 1 if failures.exists() else 1
+            failures.write_text(str(count))
+            if count >= int(flaky.group(2) or 1):
+                Path(flaky.group(1)).touch()
+            return TeacherResponse.failed("HTTP 503: server overloaded", "transient")
         key = next((k for k in self.script if k in user), None)
         if key is None or "<FAIL>" in user:
-            return TeacherResponse(error=f"no script for {user[:40]!r}")
+            return TeacherResponse.failed(f"no script for {user[:40]!r}", "permanent")
         round_ = self.calls.get(key, 0)
         self.calls[key] = round_ + 1
         rounds = self.script[key]

@@ -111,8 +111,8 @@ def test_both_splits_are_written_with_the_same_schema(tmp_path, local_ray):
     general_schema = pq.read_schema(next((dataset / "general").glob("*.parquet")))
     assert general_schema.equals(pq.read_schema(next((dataset / "reasoning").glob("*.parquet"))))
     rows = duckdb.sql(
-        f"SELECT prompt, kind, reasoning, messages[1].content, messages[2].content, verdicts[1].verifier "
-        f"FROM '{dataset}/general/*.parquet' ORDER BY prompt, sample_id"
+        f"SELECT problem, kind, reasoning, messages[1].content, messages[2].content, verdicts[1].verifier "
+        f"FROM '{dataset}/general/*.parquet' ORDER BY problem, sample_id"
     ).fetchall()
     assert [r[:3] for r in rows] == [
         ("Hello!", "no_cot", ""),

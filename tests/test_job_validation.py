@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,8 @@ def test_unknown_key_names_the_key_and_suggests_the_fix(tmp_path):
 
 def test_unknown_key_without_close_match_lists_allowed_keys(tmp_path):
     text = job_yaml("prompts.jsonl") + "colour: blue\n"
-    assert "colour: unknown key; allowed keys: name, output, sources" in _error(tmp_path, text)
+    message = _error(tmp_path, text)
+    assert "colour: unknown key; allowed keys: name, output, " in message and "sources, teachers" in message
 
 
 def test_wrong_type_names_the_field_and_the_value(tmp_path):
@@ -71,7 +73,7 @@ def test_not_yaml_and_not_a_mapping(tmp_path):
 
 
 def test_validate_command_exit_codes(tmp_path, capsys):
-    good = _job(tmp_path, job_yaml("prompts.jsonl"))
+    good = _job(tmp_path, job_yaml("prompts.jsonl", model="bundled:smollm2-135m"))
     assert main(["validate", str(good)]) == 0
     assert "valid" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
@@ -94,3 +96,75 @@ def test_invalid_job_fails_before_any_model_loads(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "teachers.t.sampling.n" in proc.stderr and "greater than or equal to 1" in proc.stderr
     assert not out.exists()
+
+
+# --- the mistakes of a first job file: each one's message comes before any model loads ---------
+
+NO_MODEL_PROBE = (
+    "import sys, ray; from distillery.pipeline.commands.cli import main; rc = main(sys.argv[1:]);"
+    "assert 'vllm' not in sys.modules, 'vllm was imported'; assert 'torch' not in sys.modules, 'torch was imported';"
+    "assert not ray.is_initialized(), 'Ray was started'; sys.exit(rc)"
+)
+
+
+def cli_without_models(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`distillery ARGS` in a fresh interpreter that fails if vLLM or torch was imported or Ray started."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "RAY_ADDRESS")} | (env or {})
+    return subprocess.run(
+        [sys.executable, "-c", NO_MODEL_PROBE, *args], capture_output=True, text=True, timeout=120, env=environment
+    )
+
+
+def test_nonexistent_model_path_fails_validate_and_run_before_ray(tmp_path):
+    job = _job(tmp_path, job_yaml("prompts.jsonl", model="/nonexistent/model"))
+    checked = cli_without_models("validate", str(job))
+    assert checked.returncode == 2, checked.stderr
+    assert "teachers.t.model: model folder not found: /nonexistent/model" in checked.stderr
+    assert "fix: point `model` at a Hugging Face model folder" in checked.stderr
+
+    out = tmp_path / "run"
+    ran = cli_without_models("run", str(job), "--output", str(out))
+    assert ran.returncode == 2, ran.stderr
+    assert "the job cannot run" in ran.stderr and "model folder not found" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert not out.exists()
+
+
+def test_wrong_field_mapping_is_a_warning_and_strict_validate_fails(tmp_path):
+    text = job_yaml("prompts.jsonl", model="bundled:smollm2-135m").replace("problem: problem", "problem: question")
+    job = _job(tmp_path, text)
+    checked = cli_without_models("validate", str(job))
+    assert checked.returncode == 0, checked.stderr
+    assert "valid" in checked.stdout
+    assert "warning: sources[0].fields.problem: column 'question' is in none of the first 5 rows" in checked.stdout
+    assert "fix: did you mean fields.problem: problem?" in checked.stdout
+    strict = cli_without_models("validate", "--strict", str(job))
+    assert strict.returncode == 2 and "fields.problem" in strict.stderr
+
+
+def test_teacher_name_typo_in_the_judge_section(tmp_path):
+    job = _job(tmp_path, job_yaml("prompts.jsonl", model="bundled:smollm2-135m", extra="judge:\n  teacher: tt\n"))
+    out = tmp_path / "run"
+    ran = cli_without_models("run", str(job), "--output", str(out))
+    assert ran.returncode == 2, ran.stderr
+    assert "judge.teacher: unknown teacher 'tt'; did you mean 't'?" in ran.stderr
+    assert not out.exists()
+
+
+def test_missing_benchmark_file(tmp_path):
+    extra = "decontamination:\n  benchmarks:\n    - aime_2024.jsonl:problem\n"
+    job = _job(tmp_path, job_yaml("prompts.jsonl", model="bundled:smollm2-135m", extra=extra))
+    ran = cli_without_models("run", str(job), "--output", str(tmp_path / "run"))
+    assert ran.returncode == 2, ran.stderr
+    assert "decontamination.benchmarks[0]: benchmark file not found" in ran.stderr and "aime_2024.jsonl" in ran.stderr
+
+
+def test_hub_model_offline_and_not_cached(tmp_path):
+    job = _job(tmp_path, job_yaml("prompts.jsonl", model="Qwen/Qwen2.5-0.5B-Instruct"))
+    env = {"HF_HOME": str(tmp_path / "hf")}
+    online = cli_without_models("validate", str(job), env=env)
+    assert online.returncode == 0, online.stderr
+    assert "is not in the local Hugging Face cache" in online.stdout and "downloads it" in online.stdout
+    offline = cli_without_models("validate", str(job), env=env | {"HF_HUB_OFFLINE": "1"})
+    assert offline.returncode == 2
+    assert "HF_HUB_OFFLINE is set" in offline.stderr and "hf download Qwen/Qwen2.5-0.5B-Instruct" in offline.stderr

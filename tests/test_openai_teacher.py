@@ -175,6 +175,7 @@ def test_retries_end_in_a_clean_error(server):
     t = teacher(server.url, max_retries=2)
     out = draw(t)
     assert out.completions == [] and out.error.startswith("InternalServerError: HTTP 500")
+    assert out.failure == "transient"  # retried by the pipeline, never written off
     assert len(server.requests) == 3 and t.usage.failed_requests == 1
 
 
@@ -182,12 +183,13 @@ def test_a_bad_request_is_not_retried(server):
     server.replies = [Reply(status=400, payload={"error": {"message": "prompt too long"}})]
     out = draw(teacher(server.url))
     assert "HTTP 400" in out.error and "prompt too long" in out.error and len(server.requests) == 1
+    assert out.failure == "permanent"  # dead-lettered with the reason
 
 
 def test_a_slow_server_times_out(server):
     server.replies = [Reply(payload=body(["5", "5"]), delay_s=1.0)]
     out = draw(teacher(server.url, timeout_s=0.2, max_retries=0))
-    assert out.error.startswith("APITimeoutError")
+    assert out.error.startswith("APITimeoutError") and out.failure == "transient"
 
 
 def test_concurrency_is_limited(server):

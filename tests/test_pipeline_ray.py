@@ -67,7 +67,7 @@ def test_pipeline_writes_every_stage(job, tmp_path, local_ray):
         q(con, f"SELECT split_part(rejection_reason, ':', 1), count(*) FROM {samples} WHERE NOT selected GROUP BY ALL")
     )
     assert reasons == {"incorrect": 6, "filter": 8, "invalid": 8, "surplus": 7}
-    rows = q(con, f"SELECT prompt, answer, kind, pass_rate, messages[2].content FROM {dataset} ORDER BY prompt")
+    rows = q(con, f"SELECT problem, answer, kind, pass_rate, messages[2].content FROM {dataset} ORDER BY problem")
     assert [r[0] for r in rows] == ["What is 10 - 4?", "What is 2 + 3?", "What is 9 + 1?"]
     assert rows[1][2:] == ("shortcut", 0.5, "<think>\nadd\n</think>\n\n\\boxed{5}")
     assert rows[0][3] == 0.5  # q2: 4 of its 8 samples were accepted, in round 1

@@ -123,7 +123,7 @@ def test_real_teacher_run_outputs(reference_run: Path):
         f"(SELECT id FROM read_parquet('{reference_run}/response_filter/dropped.parquet'))"
     ).fetchone()[0]
     rows = con.execute(
-        "SELECT d.messages[2].content, s.reasoning, d.reasoning, s.answer, d.pass_rate, p.problem = d.prompt, "
+        "SELECT d.messages[2].content, s.reasoning, d.reasoning, s.answer, d.pass_rate, p.problem = d.problem, "
         f"d.kind, s.domain FROM read_parquet('{reference_run}/dataset/*/*.parquet') d "
         f"JOIN {samples} s ON s.id = d.sample_id "
         f"JOIN read_parquet('{reference_run}/prompts/*.parquet') p ON p.id = d.prompt_id"

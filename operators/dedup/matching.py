@@ -49,9 +49,6 @@ class RowMatches:
     def alive_rows(self) -> np.ndarray:
         return np.flatnonzero(self.alive)
 
-    def dropped_rows(self, reason: str) -> list[int]:
-        return [row for row, why in enumerate(self.reason) if why == reason]
-
     def drop(self, row: int, reason: str, duplicate_of: int = -1, score: float = 0.0) -> None:
         self.alive[row] = False
         self.reason[row] = reason

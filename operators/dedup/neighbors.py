@@ -5,8 +5,12 @@ the SemDeDup scheme: spherical k-means into clusters of about `rows_per_cluster`
 exact range search inside clusters. Each vector is compared with the members of its `probes`
 nearest clusters (as an IVF index's nprobe does), so a pair split by a cluster border is still
 found. With a fixed cluster size the work per vector is constant, hence linear growth; only the
-assignment to centroids grows with the number of clusters (a BLAS product, about a quarter of the time
-at 1M vectors; far beyond that, a two-level quantizer would be the next step).
+assignment to centroids grows with the number of clusters. Below `two_level_min_clusters` (about 1M
+vectors) that is one BLAS product, rows x clusters (about a quarter of the time at 1M vectors); from
+there on centroids are trained and searched in two levels (`_two_level_index`: coarse k-means, fine
+k-means inside each coarse cell, a faiss IVF index over the fine centroids), so a vector costs
+about sqrt(clusters) products: 100M vectors (100K clusters) assign at ~3K products per vector.
+The global view is the vectors only: 1.5 KB per row at 384 float32 dimensions, plus the links.
 
 What comes out is, for each vector, its neighbours above the threshold that come *earlier* in the
 keep order (`rank`): all that the greedy keep rule needs. At most `max_neighbors` per vector are
@@ -16,6 +20,7 @@ near-identical rows costs bounded memory instead of a quadratic number of pairs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -27,6 +32,8 @@ from distillery.schemas.dedup_config import VectorSearchConfig
 _HITS_PER_BLOCK = 1 << 24
 _TRAIN_POINTS_PER_CLUSTER = 48
 _KMEANS_ITERATIONS = 12
+_COARSE_PROBES = 8
+"""Coarse cells searched for a vector's nearest fine centroids (two-level assignment)."""
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
 """(query ids, found ids, scores) of one block of a range search."""
@@ -120,28 +127,52 @@ class NeighborSearch:
 
     def _assign(self, vectors: np.ndarray, clusters: int) -> np.ndarray:
         """The `probes` nearest centroids of every vector, nearest first."""
-        n, dim = vectors.shape
+        n = len(vectors)
         rng = np.random.default_rng(self.config.seed)
         sample_size = min(n, clusters * _TRAIN_POINTS_PER_CLUSTER)
         sample = vectors[np.sort(rng.choice(n, size=sample_size, replace=False))]
-        kmeans = faiss.Kmeans(
-            dim,
-            clusters,
-            niter=_KMEANS_ITERATIONS,
-            seed=self.config.seed,
-            spherical=True,
-            max_points_per_centroid=_TRAIN_POINTS_PER_CLUSTER,
-            verbose=False,
-        )
-        kmeans.train(sample)
-        centroids = faiss.IndexFlatIP(dim)
-        centroids.add(kmeans.centroids)
         nearest = min(self.config.probes, clusters)
+        if clusters < self.config.two_level_min_clusters:
+            index: faiss.Index = faiss.IndexFlatIP(vectors.shape[1])
+            index.add(_kmeans(sample, clusters, self.config.seed))
+        else:
+            index = self._two_level_index(sample, clusters)
+            self.plan += f" two-level(coarse={index.nlist}, nprobe={index.nprobe})"
         assignment = np.empty((n, nearest), dtype=np.int64)
         step = 1 << 16
         for start in range(0, n, step):
-            _, assignment[start : start + step] = centroids.search(vectors[start : start + step], nearest)
+            _, assignment[start : start + step] = index.search(vectors[start : start + step], nearest)
         return assignment
+
+    def _two_level_index(self, sample: np.ndarray, clusters: int) -> faiss.IndexIVFFlat:
+        """Fine centroids found and searched through coarse ones (hierarchical k-means, faiss IVF).
+
+        `sqrt(clusters)` coarse centroids split the training sample; each coarse cell gets fine
+        centroids in proportion to its share of the sample, trained on its points only. The fine
+        centroids go into an IVF index whose coarse quantizer holds the coarse centroids, so a
+        vector is compared with the coarse centroids and then with the fine centroids of its
+        `_COARSE_PROBES` nearest cells: about (1 + _COARSE_PROBES) * sqrt(clusters) products per
+        vector instead of `clusters`, and training costs about clusters^1.5 instead of clusters^2."""
+        dim = sample.shape[1]
+        coarse_count = max(2, round(math.sqrt(clusters)))
+        coarse = _kmeans(sample, coarse_count, self.config.seed)
+        quantizer = faiss.IndexFlatIP(dim)
+        quantizer.add(coarse)
+        _, cell = quantizer.search(sample, 1)
+        cell = cell.ravel()
+        fine: list[np.ndarray] = []
+        for c in range(coarse_count):
+            points = sample[cell == c]
+            if not len(points):
+                continue
+            share = max(1, round(clusters * len(points) / len(sample)))
+            fine.append(points if len(points) <= share else _kmeans(points, share, self.config.seed + c))
+        centroids = np.ascontiguousarray(np.concatenate(fine), dtype=np.float32)
+        index = faiss.IndexIVFFlat(quantizer, dim, coarse_count, faiss.METRIC_INNER_PRODUCT)
+        index.is_trained = True  # the quantizer already holds the coarse centroids
+        index.add(centroids)
+        index.nprobe = min(_COARSE_PROBES, coarse_count)
+        return index
 
     @staticmethod
     def _orient(
@@ -177,6 +208,21 @@ class NeighborSearch:
         position = np.arange(len(item)) - np.repeat(starts, np.diff(np.r_[starts, len(item)]))
         keep = order[position < self.config.max_neighbors]
         return NeighborLinks(links.item[keep], links.earlier[keep], links.score[keep])
+
+
+def _kmeans(points: np.ndarray, clusters: int, seed: int) -> np.ndarray:
+    """Spherical k-means centroids of `points` (unit vectors)."""
+    kmeans = faiss.Kmeans(
+        points.shape[1],
+        clusters,
+        niter=_KMEANS_ITERATIONS,
+        seed=seed,
+        spherical=True,
+        max_points_per_centroid=_TRAIN_POINTS_PER_CLUSTER,
+        verbose=False,
+    )
+    kmeans.train(np.ascontiguousarray(points, dtype=np.float32))
+    return kmeans.centroids
 
 
 def _cluster_lists(assignment: np.ndarray, clusters: int) -> Callable[[int], np.ndarray]:

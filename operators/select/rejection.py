@@ -1,6 +1,9 @@
 """Adaptive rejection sampling for one prompt: sample n, verify and filter, resample while fewer than
 `keep_per_prompt` were accepted and rounds remain. Every sample is returned, accepted or not.
 
+With a sampling budget the n of each round is sized from the pass rate seen so far and what is still
+missing (`SamplingPolicy.round_n`); a sample the engine cut for repetition is rejected unverified.
+
 This is an operator: it knows a `Teacher`, a `VerifierPool` and filters, and nothing of Ray. Many
 prompts run it concurrently on one event loop, so one prompt's verification overlaps the others'
 decoding.
@@ -9,7 +12,9 @@ decoding.
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from distillery.operators.counters import CounterSet, OperatorCounters
 from distillery.operators.filters.base import SampleFilter
@@ -19,13 +24,67 @@ from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.operators.teachers.think_split import split_think
 from distillery.operators.verifiers.judge import LLMJudge
 from distillery.operators.verifiers.pool import VerifierPool
-from distillery.schemas.records import FilterResult, Generation, Prompt, Verdict, generation_id, request_seed
+from distillery.schemas.budget_config import SamplingBudgetConfig
+from distillery.schemas.records import (
+    FailureKind,
+    FilterResult,
+    Generation,
+    Prompt,
+    Verdict,
+    generation_id,
+    request_seed,
+)
+
+REPETITION_FINISH = "repetition"
+"""vLLM's finish reason for a request its repetition detection ended (a loop cut while decoding)."""
+PRIOR_ACCEPTED = 0.5
+PRIOR_DRAWN = 1.0
+"""The pass-rate estimate after `a` of `d` accepted is (a + 0.5) / (d + 1): a prompt at 0/4 is still
+thought to pass now and then, so it gets the rest of its budget rather than being dropped early."""
+
+
+def at_least(k: int, n: int, rate: float) -> float:
+    """P(at least k accepted among n draws at this pass rate): the binomial tail."""
+    return 1.0 - sum(math.comb(n, i) * rate**i * (1.0 - rate) ** (n - i) for i in range(k))
+
+
+def draws_for(missing: int, rate: float, confidence: float, cap: int) -> int:
+    """The fewest draws (at most `cap`) that bring `missing` accepted samples with `confidence`."""
+    for n in range(missing, cap + 1):
+        if at_least(missing, n, rate) >= confidence:
+            return n
+    return cap
 
 
 @dataclass(frozen=True, slots=True)
 class SamplingPolicy:
     keep_per_prompt: int
     max_rounds: int
+    budget: SamplingBudgetConfig | None = None
+    """Adaptive n per round; None: the teacher's n every round."""
+
+    def round_n(self, fixed_n: int, drawn: int, accepted: int) -> int:
+        """Samples the next round draws; 0 when the prompt has enough or its budget is spent."""
+        missing = self.keep_per_prompt - accepted
+        if missing <= 0:
+            return 0
+        if self.budget is None:
+            return fixed_n
+        left = self.budget.max_samples_per_prompt - drawn
+        if left <= 0:
+            return 0
+        if drawn == 0:
+            return min(self.budget.first_round_n, left)
+        rate = (accepted + PRIOR_ACCEPTED) / (drawn + PRIOR_DRAWN)
+        return draws_for(missing, rate, self.budget.confidence, min(left, self.budget.max_round_n))
+
+    def too_easy(self, drawn: int, accepted: int) -> bool:
+        """The first round passed more often than the budget's `skip_if_pass_rate_above`."""
+        threshold = self.budget.skip_if_pass_rate_above if self.budget is not None else None
+        return threshold is not None and drawn > 0 and accepted / drawn > threshold
+
+
+PromptStatus = Literal["met", "too_easy", "partial", "given_up", "error"]
 
 
 @dataclass(slots=True)
@@ -34,11 +93,18 @@ class PromptOutcome:
     samples: list[Generation] = field(default_factory=list)
     error: str | None = None
     """Set when a request failed; the samples drawn before it are kept."""
+    failure: FailureKind | None = None
+    """The kind of that failure: a transient one means this outcome must be drawn again."""
     counters: CounterSet = field(default_factory=CounterSet)
     """What the sampler, filters and verifiers decided about this prompt's samples."""
+    status: PromptStatus = "met"
+    """met: keep_per_prompt accepted; too_easy: skipped by its pass rate; partial: some accepted when
+    the budget ran out; given_up: none accepted in the whole budget."""
 
 
 SAMPLER_COUNTERS = "rejection_sampling"
+BUDGET_COUNTERS = "sampling_budget"
+"""Per prompt: kept when it met keep_per_prompt, else dropped as too_easy, partial or given_up."""
 
 
 def count_samples(samples: list[Generation]) -> CounterSet:
@@ -131,6 +197,10 @@ class RejectionSampler:
         )
 
     async def _assess(self, prompt: Prompt, sample: Generation) -> Generation:
+        if sample.finish_reason == REPETITION_FINISH:
+            # A cut loop is never an answer: no filter or verifier (nor a judge request) is spent on it.
+            reason = f"repetition: the engine cut a loop after {sample.completion_tokens} tokens"
+            return sample.model_copy(update={"accepted": False, "rejection_reason": reason})
         filters = [f.apply(prompt, sample) for f in self.filters]
         verdicts, deciding = await self._verify(prompt, sample, judge=all(f.keep for f in filters))
         reason = rejection_reason(deciding, filters)
@@ -180,33 +250,59 @@ class RejectionSampler:
     async def run(self, prompt: Prompt) -> PromptOutcome:
         outcome = PromptOutcome(prompt)
         messages = self.messages(prompt)
-        accepted = 0
-        for round_ in range(self.policy.max_rounds):
+        policy = self.policy
+        drawn = accepted = 0
+        for round_ in range(policy.max_rounds):
+            n = policy.round_n(self.teacher.sampling.n, drawn, accepted)
+            if n == 0:
+                break
             seed = request_seed(self.teacher.sampling.seed, prompt.id, round_)
-            response = await self.teacher.sample(
-                messages, n=self.teacher.sampling.n, seed=seed, request_id=f"{prompt.id}-r{round_}"
-            )
+            response = await self.teacher.sample(messages, n=n, seed=seed, request_id=f"{prompt.id}-r{round_}")
             if response.error is not None:
                 outcome.error = f"round {round_}: {response.error}"
+                outcome.failure = response.failure
                 break
-            drawn = [self._generation(prompt, round_, seed, response.prompt_tokens, c) for c in response.completions]
-            self.completion_tokens += sum(s.completion_tokens for s in drawn)
-            judged = await asyncio.gather(*(self._assess(prompt, s) for s in drawn))
+            drawn_now = [
+                self._generation(prompt, round_, seed, response.prompt_tokens, c) for c in response.completions
+            ]
+            self.completion_tokens += sum(s.completion_tokens for s in drawn_now)
+            judged = await asyncio.gather(*(self._assess(prompt, s) for s in drawn_now))
             outcome.samples.extend(judged)
+            drawn += len(judged)
             accepted += sum(s.accepted for s in judged)
-            if accepted >= self.policy.keep_per_prompt:
+            if round_ == 0 and policy.too_easy(drawn, accepted):
+                outcome.status = "too_easy"
                 break
-        outcome.samples = self._select(outcome.samples)
+        if outcome.status != "too_easy":
+            outcome.status = self._status(outcome, accepted)
+        outcome.samples = self._select(outcome.samples, outcome.status == "too_easy", drawn, accepted)
         outcome.counters = count_samples(outcome.samples)
+        if policy.budget is not None:
+            budget = outcome.counters.get(BUDGET_COUNTERS)
+            if outcome.status == "met":
+                budget.keep()
+            else:
+                budget.drop(outcome.status)
         self.counters = self.counters + outcome.counters.get(SAMPLER_COUNTERS)
         return outcome
 
-    def _select(self, samples: list[Generation]) -> list[Generation]:
-        """Mark the first `keep_per_prompt` accepted samples (in round, index order) as selected."""
+    def _status(self, outcome: PromptOutcome, accepted: int) -> PromptStatus:
+        if accepted >= self.policy.keep_per_prompt:
+            return "met"
+        if outcome.error is not None:
+            return "error"
+        return "partial" if accepted else "given_up"
+
+    def _select(self, samples: list[Generation], too_easy: bool, drawn: int, accepted: int) -> list[Generation]:
+        """Mark the first `keep_per_prompt` accepted samples (in round, index order) as selected;
+        none of a prompt that is too easy."""
         selected = 0
         marked = []
         for sample in sorted(samples, key=lambda s: (s.round, s.index)):
-            if sample.accepted and selected < self.policy.keep_per_prompt:
+            if sample.accepted and too_easy:
+                reason = f"too_easy: {accepted} of {drawn} passed the first round"
+                sample = sample.model_copy(update={"rejection_reason": reason})
+            elif sample.accepted and selected < self.policy.keep_per_prompt:
                 selected += 1
                 sample = sample.model_copy(update={"selected": True})
             elif sample.accepted:

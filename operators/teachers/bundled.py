@@ -49,6 +49,13 @@ def _gguf_path(package: str, filename: str) -> Path:
     return path
 
 
+def bundled_gguf(name: str) -> Path:
+    """The GGUF file a bundled model is converted from (found without importing its package)."""
+    if name not in BUNDLED_MODELS:
+        raise BundledModelError(f"unknown bundled model {name!r}; known: {sorted(BUNDLED_MODELS)}")
+    return _gguf_path(*BUNDLED_MODELS[name])
+
+
 def prepare_bundled_model(name: str) -> Path:
     """Convert the bundled GGUF into a bf16 Hugging Face folder (once) and return the folder."""
     if name not in BUNDLED_MODELS:
@@ -56,8 +63,8 @@ def prepare_bundled_model(name: str) -> Path:
     target = bundled_model_dir(name)
     if (target / "config.json").is_file():
         return target
+    gguf = bundled_gguf(name)
     package, filename = BUNDLED_MODELS[name]
-    gguf = _gguf_path(package, filename)
 
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer

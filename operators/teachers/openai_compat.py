@@ -22,11 +22,13 @@ from openai.types.chat import ChatCompletion
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from distillery.operators.teachers.base import Completion, Teacher, TeacherResponse
+from distillery.schemas.records import FailureKind
 from distillery.schemas.teacher_config import OpenAITeacherConfig
 
 log = logging.getLogger(__name__)
 
 _RETRY_STATUS = frozenset({408, 409, 429})
+_INVALID_REQUEST_STATUS = frozenset({400, 422})
 # Local servers ignore the key, but the client refuses to start without one.
 _NO_KEY = "no-key"
 
@@ -43,6 +45,16 @@ def retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in _RETRY_STATUS or exc.status_code >= 500
     return False
+
+
+def failure_kind(exc: BaseException) -> FailureKind:
+    """permanent: the server rejected this request as invalid (400, 422: e.g. a prompt longer than the
+    context), so it would fail the same way again. Everything else, retries spent included (5xx,
+    timeouts, connection errors, and 401/403/404, which are the set-up's fault, not the prompt's), is
+    transient: retried on a rerun, never written off as data."""
+    if isinstance(exc, openai.APIStatusError) and exc.status_code in _INVALID_REQUEST_STATUS:
+        return "permanent"
+    return "transient"
 
 
 def token_counts(choices: list[Any], usage_tokens: int | None) -> list[int]:
@@ -64,6 +76,14 @@ def token_counts(choices: list[Any], usage_tokens: int | None) -> list[int]:
     for i in sorted(range(len(counts)), key=lambda i: counts[i] - shares[i])[: usage_tokens - sum(counts)]:
         counts[i] += 1
     return counts
+
+
+def vllm_sampling_extensions(config: OpenAITeacherConfig) -> dict[str, Any]:
+    """vLLM's own request fields for the loop cut and the thinking budget (`vllm serve` reads them
+    from the body; other servers are not sent them)."""
+    if config.server != "vllm":
+        return {}
+    return config.sampling.model_dump(include={"repetition_detection", "thinking_token_budget"}, exclude_none=True)
 
 
 def reasoning_of(message: Any) -> str | None:
@@ -166,7 +186,10 @@ class OpenAITeacher(Teacher):
 
     async def _request(self, messages: list[dict[str, str]], n: int, seed: int) -> ChatCompletion:
         entry = self._client()
-        body = dict(self.config.extra_body)
+        body = {**vllm_sampling_extensions(self.config), **self.config.extra_body}
+        if messages[-1]["role"] == "assistant":
+            # vLLM's (and SGLang's) chat API continues a prefilled last assistant turn with these.
+            body |= {"continue_final_message": True, "add_generation_prompt": False}
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self.config.max_retries + 1),
             wait=self._wait,
@@ -207,6 +230,12 @@ class OpenAITeacher(Teacher):
             for i, (choice, count) in enumerate(zip(choices, counts, strict=True))
         ]
 
+    async def continue_turn(
+        self, messages: list[dict[str, str]], prefill: str, *, seed: int, request_id: str
+    ) -> TeacherResponse:
+        turn = [*messages, {"role": "assistant", "content": prefill}]
+        return await self.sample(turn, n=1, seed=seed, request_id=request_id)
+
     async def sample(self, messages: list[dict[str, str]], *, n: int, seed: int, request_id: str) -> TeacherResponse:
         per_request = self.config.samples_per_request or n
         sizes = [min(per_request, n - start) for start in range(0, n, per_request)]
@@ -225,12 +254,12 @@ class OpenAITeacher(Teacher):
         except Exception as exc:  # one failed request fails this prompt's round, not the job
             self.usage.failed_requests += 1
             log.warning("teacher %s: request %s failed: %s", self.name, request_id, _describe(exc))
-            return TeacherResponse(error=_describe(exc))
+            return TeacherResponse.failed(_describe(exc), failure_kind(exc))
         completions: list[Completion] = []
         for response in responses:
             completions += self._completions(response, len(completions))
         if len(completions) < n:
-            return TeacherResponse(error=f"server returned {len(completions)} of {n} samples")
+            return TeacherResponse.failed(f"server returned {len(completions)} of {n} samples", "transient")
         prompt_tokens = responses[0].usage.prompt_tokens if responses[0].usage is not None else 0
         return TeacherResponse(prompt_tokens=prompt_tokens, completions=completions[:n])
 

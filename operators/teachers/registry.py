@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from distillery.operators.teachers.base import Teacher
-from distillery.schemas.teacher_config import OpenAITeacherConfig, TeacherConfig, VLLMTeacherConfig
+from distillery.schemas.teacher_config import (
+    OpenAITeacherConfig,
+    ReplayTeacherConfig,
+    TeacherConfig,
+    VLLMTeacherConfig,
+)
 
 
 def build_teacher(name: str, config: TeacherConfig) -> Teacher:
@@ -15,4 +20,8 @@ def build_teacher(name: str, config: TeacherConfig) -> Teacher:
         from distillery.operators.teachers.openai_compat import OpenAITeacher
 
         return OpenAITeacher(name, config)
+    if isinstance(config, ReplayTeacherConfig):
+        from distillery.operators.teachers.replay import ReplayTeacher
+
+        return ReplayTeacher(name, config)
     raise TypeError(f"no teacher backend for {type(config).__name__}")

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import itertools
 import os
+from typing import TYPE_CHECKING
 
 from distillery.operators.teachers.base import Completion, Teacher, TeacherResponse
 from distillery.operators.teachers.bundled import resolve_model
-from distillery.schemas.teacher_config import VLLMTeacherConfig
+from distillery.schemas.records import FailureKind
+from distillery.schemas.teacher_config import SamplingConfig, VLLMTeacherConfig
+
+if TYPE_CHECKING:
+    from vllm.sampling_params import RepetitionDetectionParams
 
 
 def engine_args(config: VLLMTeacherConfig, on_cpu: bool) -> dict[str, object]:
@@ -40,6 +45,26 @@ def engine_args(config: VLLMTeacherConfig, on_cpu: bool) -> dict[str, object]:
     return args
 
 
+def failure_kind(exc: BaseException) -> FailureKind:
+    """permanent: the request itself is invalid (vLLM's client errors: a prompt longer than the context,
+    bad sampling parameters; older checks raise ValueError). Anything else is the engine's fault."""
+    from vllm.exceptions import VLLMClientError
+
+    return "permanent" if isinstance(exc, (VLLMClientError, ValueError)) else "transient"
+
+
+def repetition_detection(sampling: SamplingConfig) -> RepetitionDetectionParams | None:
+    """vLLM's loop cut for a sampling section (None: off)."""
+    from vllm.sampling_params import RepetitionDetectionParams
+
+    config = sampling.repetition_detection
+    if config is None:
+        return None
+    return RepetitionDetectionParams(
+        max_pattern_size=config.max_pattern_size, min_pattern_size=config.min_pattern_size, min_count=config.min_count
+    )
+
+
 class VLLMTeacher(Teacher):
     def __init__(self, name: str, config: VLLMTeacherConfig) -> None:
         # Imported here: building a job or a test double must not need vLLM installed.
@@ -57,7 +82,18 @@ class VLLMTeacher(Teacher):
         self._request_numbers = itertools.count()
 
     def render(self, messages: list[dict[str, str]]) -> str:
+        if messages[-1]["role"] == "assistant":
+            # A prefilled assistant turn: the template leaves it open, so the engine continues it.
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=False, continue_final_message=True
+            )
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    async def continue_turn(
+        self, messages: list[dict[str, str]], prefill: str, *, seed: int, request_id: str
+    ) -> TeacherResponse:
+        turn = [*messages, {"role": "assistant", "content": prefill}]
+        return await self.sample(turn, n=1, seed=seed, request_id=request_id)
 
     async def sample(self, messages: list[dict[str, str]], *, n: int, seed: int, request_id: str) -> TeacherResponse:
         from vllm import SamplingParams
@@ -70,6 +106,8 @@ class VLLMTeacher(Teacher):
             max_tokens=self.sampling.max_tokens,
             seed=seed,
             output_kind=RequestOutputKind.FINAL_ONLY,
+            repetition_detection=repetition_detection(self.sampling),
+            thinking_token_budget=self.sampling.thinking_token_budget,
         )
         # vLLM needs request ids unique per engine: a retried shard reuses sample ids.
         engine_request_id = f"{request_id}#{next(self._request_numbers)}"
@@ -78,9 +116,9 @@ class VLLMTeacher(Teacher):
             async for output in self.engine.generate({"prompt": self.render(messages)}, params, engine_request_id):
                 final = output
         except Exception as exc:  # an over-long prompt or an engine error fails this request only
-            return TeacherResponse(error=f"{type(exc).__name__}: {exc}")
+            return TeacherResponse.failed(f"{type(exc).__name__}: {exc}", failure_kind(exc))
         if final is None:
-            return TeacherResponse(error="engine returned no output")
+            return TeacherResponse.failed("engine returned no output", "transient")
         completions = [
             Completion(
                 index=out.index,
@@ -91,6 +129,10 @@ class VLLMTeacher(Teacher):
             for out in sorted(final.outputs, key=lambda o: o.index)
         ]
         return TeacherResponse(prompt_tokens=len(final.prompt_token_ids or []), completions=completions)
+
+    def healthy(self) -> bool:
+        # A dead EngineCore does not come back: every later request raises EngineDeadError.
+        return not self.engine.errored
 
     def close(self) -> None:
         self.engine.shutdown()

@@ -24,15 +24,18 @@ def sft_record(
     # The user turn is what the teacher answered (template included), without the teacher's system
     # prompt: instructions meant for the teacher are not part of what the student learns.
     user = chat.messages(prompt)[-1]["content"]
+    messages = [
+        Message(role="user", content=user),
+        Message(role="assistant", content=assistant_turn(sample.reasoning, sample.answer)),
+    ]
     return SFTRecord(
         id=stable_hash("sft", sample.id),
         prompt_id=prompt.id,
         sample_id=sample.id,
-        messages=[
-            Message(role="user", content=user),
-            Message(role="assistant", content=assistant_turn(sample.reasoning, sample.answer)),
-        ],
-        prompt=prompt.problem,
+        messages=messages,
+        prompt=messages[:-1],
+        completion=messages[-1:],
+        problem=prompt.problem,
         reasoning=sample.reasoning,
         answer=sample.answer,
         domain=sample.domain,
@@ -41,6 +44,7 @@ def sft_record(
         teacher=sample.teacher,
         model=sample.model,
         sampling=sample.sampling,
+        completion_tokens=sample.completion_tokens,
         verdicts=sample.verdicts,
         pass_rate=pass_rate,
         config_hash=config_hash,

@@ -13,6 +13,7 @@ VIEWS = {
     "dead_letter": "dead_letter/*.parquet",
     "dropped_prompts": "prompt_filter/dropped.parquet",
     "samples": "samples/*.parquet",
+    "journey": "journey/*.parquet",
     "dropped_responses": "response_filter/dropped.parquet",
     "decontam_audit": "decontam_audit/*.parquet",
     "dataset": "dataset/*/*.parquet",

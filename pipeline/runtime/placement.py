@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import ray
-from ray.util.placement_group import placement_group
+from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from distillery.schemas.teacher_config import TeacherConfig, VLLMTeacherConfig
@@ -42,6 +42,14 @@ def replica_options(config: TeacherConfig, cluster_gpus: float) -> dict[str, Any
         placement_group=group, placement_group_capture_child_tasks=True
     )
     return options
+
+
+def release_placement(options: dict[str, Any]) -> None:
+    """Give back the placement group `replica_options` reserved, if any (its actor is gone): a group
+    outlives its actor, and would hold the GPUs and CPUs for the rest of the run."""
+    strategy = options.get("scheduling_strategy")
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        remove_placement_group(strategy.placement_group)
 
 
 def engine_overrides(config: TeacherConfig, cluster_gpus: float) -> dict[str, Any]:

@@ -8,6 +8,8 @@ engine always has work while some prompts wait on verification.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +31,8 @@ from distillery.schemas.judge_config import JudgeConfig
 from distillery.schemas.records import DeadLetter, Generation, Prompt
 from distillery.schemas.verifier_config import VerificationConfig
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class ReplicaSpec:
@@ -49,16 +53,37 @@ class ReplicaSpec:
 class ShardResult:
     samples: pa.Table
     dead_letter: pa.Table
+    """Prompts that failed permanently (bad input): written with the unit."""
     counters: CounterSet
     """What the sampler, filters and verifiers counted for this shard's prompts."""
     completion_tokens: int
+    transient: pa.Table
+    """Dead letters of prompts that failed transiently (an engine died, a server kept failing): while
+    there are any, the unit is not committed but done again."""
+
+    @property
+    def complete(self) -> bool:
+        return self.transient.num_rows == 0
 
 
 class TeacherReplica:
     def __init__(self, spec: ReplicaSpec) -> None:
+        self.spec = spec
+        self.verifiers = VerifierPool(spec.verification)
+        self._build_sampler()
+        self._serving = asyncio.Event()
+        self._serving.set()
+        self._restart_lock = asyncio.Lock()
+        self.engine_restarts = 0
+        self.prompts_done = 0
+        self.samples = 0
+        self.accepted = 0
+        self._tokens_of_dead_engines = 0
+
+    def _build_sampler(self) -> None:
+        spec = self.spec
         self.teacher = spec.teacher_factory()
         self.judge_teacher = spec.judge_teacher_factory() if spec.judge_teacher_factory is not None else None
-        self.verifiers = VerifierPool(spec.verification)
         general = GeneralPolicy(spec.general)
         judge = None
         if spec.judge is not None:
@@ -72,37 +97,66 @@ class TeacherReplica:
             judge=judge,
             general=general,
         )
-        self.prompts_done = 0
-        self.samples = 0
-        self.accepted = 0
+
+    def _teachers(self) -> list[Teacher]:
+        return [self.teacher] + ([self.judge_teacher] if self.judge_teacher is not None else [])
 
     def ready(self) -> str:
         return self.teacher.model
 
     async def process_shard(self, prompts: pa.Table) -> ShardResult:
-        outcomes = await asyncio.gather(*(self._run(p) for p in from_table(prompts, Prompt)))
+        await self._serving.wait()  # not while a dead engine is being replaced
+        sampler, teachers = self.sampler, self._teachers()
+        outcomes = await asyncio.gather(*(self._run(sampler, p) for p in from_table(prompts, Prompt)))
+        engine_died = not all(t.healthy() for t in teachers)
+        if engine_died:
+            await self._restart(sampler)
         samples = [s for o in outcomes for s in o.samples]
-        dead = []
+        dead: list[DeadLetter] = []
+        transient: list[DeadLetter] = []
         for outcome in outcomes:
-            if outcome.error is not None:
-                letter = dead_letter(
-                    "generate",
-                    outcome.prompt.source,
-                    outcome.prompt.source_row,
-                    outcome.error,
-                    {"prompt_id": outcome.prompt.id},
-                )
-                dead.append(letter.model_copy(update={"prompt_id": outcome.prompt.id}))
+            reason, failure = outcome.error, outcome.failure
+            judged_error = any(v.verdict == "error" for s in outcome.samples for v in s.verdicts)
+            if reason is None and engine_died and judged_error:
+                # A judge on the engine that died said `error`: that is the engine's failure, not the sample's.
+                reason, failure = "an engine died while this prompt was judged", "transient"
+            if reason is None:
+                continue
+            letter = dead_letter("generate", outcome.prompt.source, outcome.prompt.source_row, reason, {
+                "prompt_id": outcome.prompt.id
+            })
+            letter = letter.model_copy(update={"prompt_id": outcome.prompt.id, "failure": failure or "transient"})
+            (transient if letter.failure == "transient" else dead).append(letter)
         return ShardResult(
             samples=to_table(samples, Generation),
             dead_letter=to_table(dead, DeadLetter),
             counters=sum((o.counters for o in outcomes), CounterSet()),
             # Summed from this shard's own samples: other shards decode concurrently on this actor.
             completion_tokens=sum(s.completion_tokens for s in samples),
+            transient=to_table(transient, DeadLetter),
         )
 
-    async def _run(self, prompt: Prompt) -> PromptOutcome:
-        outcome = await self.sampler.run(prompt)
+    async def _restart(self, dead: RejectionSampler) -> None:
+        """Replace the engines after one died; the shards that ran on it are retried by the caller."""
+        async with self._restart_lock:
+            if self.sampler is not dead:
+                return  # another shard on this replica restarted it already
+            self._serving.clear()
+            log.warning("teacher %s: an engine died; starting a new one", self.teacher.name)
+            self._tokens_of_dead_engines += dead.completion_tokens
+            self._close_teachers()
+            try:
+                self._build_sampler()
+            except Exception:
+                # No engine here any more: end this process, so that Ray restarts the whole actor and
+                # the dispatcher retries every shard it held.
+                log.exception("teacher %s: the new engine failed to start; restarting the replica", self.teacher.name)
+                os._exit(1)
+            self.engine_restarts += 1
+            self._serving.set()
+
+    async def _run(self, sampler: RejectionSampler, prompt: Prompt) -> PromptOutcome:
+        outcome = await sampler.run(prompt)
         self.prompts_done += 1
         self.samples += len(outcome.samples)
         self.accepted += sum(s.accepted for s in outcome.samples)
@@ -114,11 +168,17 @@ class TeacherReplica:
             "prompts": self.prompts_done,
             "samples": self.samples,
             "accepted": self.accepted,
-            "completion_tokens": self.sampler.completion_tokens,
+            "completion_tokens": self._tokens_of_dead_engines + self.sampler.completion_tokens,
+            "engine_restarts": self.engine_restarts,
         }
+
+    def _close_teachers(self) -> None:
+        for teacher in self._teachers():
+            try:
+                teacher.close()
+            except Exception:  # a dead engine may fail to shut down; its process is gone anyway
+                log.debug("closing teacher %s failed", teacher.name, exc_info=True)
 
     def shutdown(self) -> None:
         self.verifiers.close()
-        self.teacher.close()
-        if self.judge_teacher is not None:
-            self.judge_teacher.close()
+        self._close_teachers()

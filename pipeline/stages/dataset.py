@@ -1,25 +1,37 @@
 """Stage 6, dataset: select and mix; the final dataset, its card and LLaMA-Factory's `dataset_info.json`.
 
 Rows are built shard by shard (a prompt's samples all live in one shard, so its pass rate is local),
-written into a staging folder, and the folder is swapped into place whole: a reader never sees half
-a dataset, and rerunning the stage rebuilds it identically.
+one Ray task per samples unit (`pipeline/runtime/cpu_tasks.py`) that commits its own files into a
+staging folder; the folder is swapped into place whole: a reader never sees half a dataset, and
+rerunning the stage rebuilds it identically. The driver holds ids only (the excluded and chosen
+sample ids, stored once in the object store) and each unit's row counts.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from distillery.operators.journey.rows import journey_record
 from distillery.operators.select.general_policy import GENERAL_DOMAIN, GeneralPolicy
+from distillery.operators.select.mix import MixSelection
 from distillery.operators.teachers.chat_format import ChatFormat
+from distillery.operators.writers.card import dataset_card
+from distillery.operators.writers.exports import llama_factory_info
 from distillery.operators.writers.sft import pass_rates, sft_record
 from distillery.pipeline.run_directory import RunDirectory
+from distillery.pipeline.runtime.cpu_tasks import run_tasks, shared
 from distillery.pipeline.stages.base import Stage, StageContext, StageResult
-from distillery.schemas.arrow import from_table, to_table
+from distillery.pipeline.stages.dataset_card import card_facts
+from distillery.pipeline.stages.target_plan import select_mix
+from distillery.schemas.arrow import arrow_schema, from_table, to_table
 from distillery.schemas.job import JobConfig
-from distillery.schemas.records import Generation, Kind, Prompt, SFTRecord
+from distillery.schemas.records import Generation, JourneySample, Kind, Prompt, SFTRecord
 
 SPLITS = ("reasoning", "general")
 
@@ -35,101 +47,115 @@ class DatasetStage(Stage):
     reads = ("prompts", "samples", "response_filter")
 
     def run(self, context: StageContext) -> StageResult:
-        rows = build_dataset(context.job, context.run, excluded_samples=context.excluded_samples)
-        return StageResult(report={"rows": rows})
+        selection = None
+        if context.job.targets is not None:
+            selection = select_mix(context.job, context.run, context.excluded_prompts, context.excluded_samples)
+        rows = build_dataset(context.job, context.run, context.excluded_samples, selection)
+        if selection is None:
+            return StageResult(report={"rows": rows})
+        return StageResult(report={"rows": rows, **selection.as_report()})
 
 
-def build_dataset(job: JobConfig, run: RunDirectory, excluded_samples: set[str] | None = None) -> dict[str, int]:
-    excluded = excluded_samples or set()
+def build_dataset(
+    job: JobConfig,
+    run: RunDirectory,
+    excluded_samples: set[str] | None = None,
+    selection: MixSelection | None = None,
+) -> dict[str, int]:
+    """`selection`: with targets, the rows to take (operators/select/mix.py); else every selected sample.
+
+    Each samples unit is one task (`write_dataset_unit`) that reads its files, builds its rows and
+    commits them into the staging folder; the driver merges the tasks' row counts."""
     staging = run.staging_dir("dataset")
     counts: dict[str, Counter[str]] = {}
+    # Ids every task filters by, stored once (object store) rather than copied into each task.
+    excluded = shared(pa.array(sorted(excluded_samples or ()), pa.string()))
+    chosen = shared(pa.array(sorted(selection.chosen), pa.string())) if selection is not None else None
+    files = sorted(p for p in run.samples.glob("*.parquet") if not p.name.startswith("."))
+    calls = [(job, run, str(f), str(staging), excluded, chosen) for f in files]
+    for unit_counts in run_tasks(write_dataset_unit, calls):
+        for split, domains in unit_counts.items():
+            counts.setdefault(split, Counter()).update(domains)
+    for split in SPLITS:
+        if split not in counts:
+            # An empty split still has its file and schema, so readers of `dataset/*/*.parquet` never
+            # fail; it has no row groups, which every reader (datasets included) takes for 0 rows.
+            run.units.commit_empty(arrow_schema(SFTRecord), staging / split / "part-empty.parquet")
+            counts[split] = Counter()
+    filled = {split: split for split, c in counts.items() if c.total()}
+    (staging / "dataset_info.json").write_text(json.dumps(llama_factory_info(job.name, filled), indent=2))
+    card = dataset_card(card_facts(job, run, staging, SPLITS))
+    if selection is not None:
+        card += selection.card_section()
+        run.units.commit_json(selection.as_report(), staging / run.targets_outcome.name)
+    (staging / "README.md").write_text(card)
+    run.units.commit_folder(staging, run.dataset)
+    return {split: sum(c.values()) for split, c in counts.items()}
+
+
+def _ids_in(ids: pa.Array, among: pa.Array) -> set[str]:
+    """The ids of `ids` that are in `among` (a unit's few, not all of `among`)."""
+    return set(pc.filter(ids, pc.is_in(ids, value_set=among)).to_pylist())
+
+
+def write_dataset_unit(
+    job: JobConfig,
+    run: RunDirectory,
+    samples_path: str,
+    staging_path: str,
+    excluded_ids: pa.Array,
+    chosen_ids: pa.Array | None,
+) -> dict[str, dict[str, int]]:
+    """Task: one samples unit's dataset rows (its samples and its journey traces), committed into the
+    staging folder, one file per split. Returns split -> domain -> rows."""
+    samples_file, staging = Path(samples_path), Path(staging_path)
     config_hash = job.config_hash()
     chats = {
         name: ChatFormat(prompt_template=t.prompt_template, system_prompt=t.system_prompt)
         for name, t in job.teachers.items()
     }
     general = GeneralPolicy(job.general)
-    for samples_file in sorted(p for p in run.samples.glob("*.parquet") if not p.name.startswith(".")):
-        shard = samples_file.stem.split("-")[0] + "-" + samples_file.stem.split("-")[1]
-        prompts = {p.id: p for p in from_table(pq.read_table(run.prompt_shard(shard)), Prompt)}
-        samples = from_table(pq.read_table(samples_file), Generation)
-        rates = pass_rates(samples)
-        rows: dict[str, list[SFTRecord]] = {}
-        for sample in samples:
-            if not sample.selected or sample.id in excluded:
-                continue
-            split = split_of(sample.domain)
-            prompt = prompts[sample.prompt_id]
-            chat: ChatFormat = chats[sample.teacher]
-            kind: Kind = "shortcut"
-            if general.applies(prompt):
-                # The user turn as the general policy put it to the teacher; its instruction to think
-                # (a system prompt) is not part of the row.
-                chat, kind = general.chat(chat, prompt), general.row_kind(prompt, sample)
-                if kind == "no_cot":
-                    # A no-CoT row holds no reasoning, even where a reasoning teacher thought anyway.
-                    sample = sample.model_copy(update={"reasoning": ""})
-            record = sft_record(prompt, sample, chat, rates[sample.prompt_id], config_hash, kind=kind)
-            rows.setdefault(split, []).append(record)
-            counts.setdefault(split, Counter())[sample.domain] += 1
-        for split, records in rows.items():
-            run.units.commit(to_table(records, SFTRecord), staging / split / f"{samples_file.stem}.parquet")
-    for split in SPLITS:
-        if split not in counts:
-            # An empty split still has its file and schema: readers of `dataset/*/*.parquet` never fail.
-            run.units.commit(to_table([], SFTRecord), staging / split / "part-empty.parquet")
-            counts[split] = Counter()
-    (staging / "dataset_info.json").write_text(json.dumps(llama_factory_info(job.name, list(counts)), indent=2))
-    (staging / "README.md").write_text(dataset_card(job, counts))
-    run.units.commit_folder(staging, run.dataset)
-    return {split: sum(c.values()) for split, c in counts.items()}
-
-
-def llama_factory_info(name: str, splits: list[str]) -> dict[str, object]:
-    """LLaMA-Factory's dataset registry: sharegpt-style `messages`, one entry per split folder."""
-    return {
-        f"{name}_{split}": {
-            "file_name": split,
-            "formatting": "sharegpt",
-            "columns": {"messages": "messages"},
-            "tags": {
-                "role_tag": "role",
-                "content_tag": "content",
-                "user_tag": "user",
-                "assistant_tag": "assistant",
-                "system_tag": "system",
-            },
-        }
-        for split in sorted(splits)
-    }
-
-
-def dataset_card(job: JobConfig, counts: dict[str, Counter[str]]) -> str:
-    lines = [f"# {job.name}", "", f"Built by distillery; config hash `{job.config_hash()}`.", "", "## Rows", ""]
-    for split, by_domain in sorted(counts.items()):
-        detail = ", ".join(f"{d}: {n}" for d, n in sorted(by_domain.items()))
-        lines.append(f"- `{split}/`: {sum(by_domain.values())} rows ({detail})")
-    teachers = ", ".join(f"{n} ({t.model})" for n, t in sorted(job.teachers.items()))
-    lines += [
-        "",
-        f"Teachers: {teachers}. Every row's answer passed its verifier; rejected samples are in the run's "
-        "`samples/` table with their reasons.",
-        "",
-        "## Loading",
-        "",
-        "```python",
-        "from datasets import load_dataset",
-        'ds = load_dataset("parquet", data_files="reasoning/*.parquet", split="train")',
-        "```",
-        "",
-        "TRL's SFTTrainer reads the `messages` column directly. LLaMA-Factory: point `dataset_dir` at this",
-        "folder (it holds `dataset_info.json`).",
-        "",
-        "## Chat template",
-        "",
-        "The assistant turn is `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`. Train with a template that keeps",
-        "the reasoning, such as plain ChatML (LLaMA-Factory `template: qwen`, or the tokenizer's own when it does",
-        "not strip think blocks). The DeepSeek-R1-Distill templates remove everything inside `<think>` from",
-        "assistant turns, which would train the student on answers alone.",
-    ]
-    return "\n".join(lines) + "\n"
+    counts: dict[str, Counter[str]] = {}
+    prompts = {p.id: p for p in from_table(pq.read_table(run.prompts_of_unit(samples_file.stem)), Prompt)}
+    table = pq.read_table(samples_file)
+    journey_file = run.journey_unit(samples_file.stem)
+    trace_table = pq.read_table(journey_file) if run.units.is_done(journey_file) else None
+    unit_ids = (
+        table["id"] if trace_table is None else pa.chunked_array([*table["id"].chunks, *trace_table["id"].chunks])
+    )
+    unit_ids = unit_ids.combine_chunks()
+    excluded = _ids_in(unit_ids, excluded_ids)
+    chosen = _ids_in(unit_ids, chosen_ids) if chosen_ids is not None else None
+    samples = from_table(table, Generation)
+    rates = pass_rates(samples)
+    rows: dict[str, list[SFTRecord]] = {}
+    for sample in samples:
+        if not sample.selected or sample.id in excluded:
+            continue
+        if chosen is not None and sample.id not in chosen:
+            continue
+        split = split_of(sample.domain)
+        prompt = prompts[sample.prompt_id]
+        chat: ChatFormat = chats[sample.teacher]
+        kind: Kind = "shortcut"
+        if general.applies(prompt):
+            # The user turn as the general policy put it to the teacher; its instruction to think
+            # (a system prompt) is not part of the row.
+            chat, kind = general.chat(chat, prompt), general.row_kind(prompt, sample)
+            if kind == "no_cot":
+                # A no-CoT row holds no reasoning, even where a reasoning teacher thought anyway.
+                sample = sample.model_copy(update={"reasoning": ""})
+        record = sft_record(prompt, sample, chat, rates[sample.prompt_id], config_hash, kind=kind)
+        rows.setdefault(split, []).append(record)
+        counts.setdefault(split, Counter())[sample.domain] += 1
+    # Journey traces (stage 4) made from this unit: the verified ones, less stage 5's drops.
+    traces = from_table(trace_table, JourneySample) if trace_table is not None else []
+    for trace in traces:
+        if trace.accepted and trace.id not in excluded and (chosen is None or trace.id in chosen):
+            prompt = prompts[trace.prompt_id]
+            record = journey_record(prompt, trace, chats[trace.teacher], rates[trace.prompt_id], config_hash)
+            rows.setdefault(split_of(trace.domain), []).append(record)
+            counts.setdefault(split_of(trace.domain), Counter())[trace.domain] += 1
+    for split, records in rows.items():
+        run.units.commit(to_table(records, SFTRecord), staging / split / f"{samples_file.stem}.parquet")
+    return {split: dict(c) for split, c in counts.items()}

@@ -27,6 +27,7 @@ RUN/decontam_audit/benchmark_embeddings/   the benchmark items' embeddings, shar
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from distillery.operators.dedup.matching import CONTAMINATED, RowMatches, near_p
 from distillery.operators.dedup.neighbors import NeighborLinks, keep_first
 from distillery.operators.teachers.base import Teacher
 from distillery.pipeline.run_directory import RunDirectory
+from distillery.pipeline.runtime.cpu_tasks import run_tasks
 from distillery.pipeline.runtime.embedding_workers import (
     EmbeddingUnit,
     cached_encoder,
@@ -54,7 +56,7 @@ from distillery.pipeline.stages import filter_outputs
 from distillery.pipeline.stages.base import Stage, StageContext, StageResult
 from distillery.pipeline.stages.prompt_filter import build_judge, decontam_embedder
 from distillery.schemas.arrow import to_table
-from distillery.schemas.dedup_config import EmbedderConfig
+from distillery.schemas.dedup_config import DecontaminationConfig, EmbedderConfig
 from distillery.schemas.dedup_records import DecontamAudit, DroppedResponse, KeptResponse
 from distillery.schemas.job import JobConfig
 
@@ -121,12 +123,55 @@ def _read_texts(path: Path, columns: list[str]) -> dict[str, list[str]]:
     return {name: table.column(name).to_pylist() for name in columns}
 
 
-def _read_questions(run: RunDirectory) -> dict[str, str]:
-    questions: dict[str, str] = {}
+def _prompt_ids(run: RunDirectory) -> set[str]:
+    ids: set[str] = set()
     for shard in run.prompt_shards():
-        table = pq.read_table(run.prompt_shard(shard), columns=["id", "problem"])
-        questions.update(zip(table.column("id").to_pylist(), table.column("problem").to_pylist(), strict=True))
-    return questions
+        ids.update(pq.read_table(run.prompt_shard(shard), columns=["id"]).column("id").to_pylist())
+    return ids
+
+
+def _unit_questions(run: RunDirectory, path: Path) -> dict[str, str]:
+    """Prompt id -> problem, for the prompts of one samples or journey file (named by its unit)."""
+    table = pq.read_table(run.prompts_of_unit(path.stem), columns=["id", "problem"])
+    return dict(zip(table.column("id").to_pylist(), table.column("problem").to_pylist(), strict=True))
+
+
+class _RowQuestions(Sequence[str]):
+    """The question of each accepted row, read file by file: only the current file's prompts are in
+    memory. Callers read rows in increasing order (row passes, `near_pass`), so each file loads once."""
+
+    def __init__(self, run: RunDirectory, files: Sequence[Path], accepted: _Accepted) -> None:
+        self.run, self.files, self.accepted = run, files, accepted
+        self.starts = [start for start, _ in accepted.file_rows]
+        self.file = -1
+        self.questions: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.accepted.ids)
+
+    def __getitem__(self, row: int) -> str:  # type: ignore[override]
+        file = bisect.bisect_right(self.starts, row) - 1
+        while self.accepted.file_rows[file][0] == self.accepted.file_rows[file][1]:
+            file += 1  # files with no accepted row share their start with the next one
+        if file != self.file:
+            self.file, self.questions = file, _unit_questions(self.run, self.files[file])
+        return self.questions[self.accepted.prompt_ids[row]]
+
+
+def ngram_unit(config: DecontaminationConfig, base_dir: Path, run: RunDirectory, path: str) -> dict[int, tuple]:
+    """Task: n-gram matches of one file's accepted rows (prompt and answer, full texts). Returns
+    {row in the file: (matches, the text)} for rows with a match only."""
+    off = {"embedding": config.embedding.model_copy(update={"enabled": False})}
+    off["judge"] = config.judge.model_copy(update={"enabled": False})
+    decontaminator = Decontaminator.from_config(config.model_copy(update=off), encode=None, base_dir=base_dir)
+    table = pq.read_table(path, columns=["accepted", "prompt_id", "answer"]).filter(pc.field("accepted"))
+    questions = _unit_questions(run, Path(path))
+    texts = [
+        f"{questions[p]}\n\n{a}"
+        for p, a in zip(table.column("prompt_id").to_pylist(), table.column("answer").to_pylist(), strict=True)
+    ]
+    found = decontaminator.ngram_matches(texts)
+    return {k: (matches, texts[k]) for k, matches in enumerate(found) if matches}
 
 
 def _embed(
@@ -151,7 +196,8 @@ def _embed(
             all_texts = texts_of(path, start)
             return [accepted.ids[start + r] for r in rows.tolist()], [all_texts[r] for r in rows.tolist()]
 
-        units.append(EmbeddingUnit(folder / path.name, texts))
+        # Named by table and file: a journey unit has its samples unit's name.
+        units.append(EmbeddingUnit(folder / f"{path.parent.name}-{path.name}", texts))
     run_embedding_units(units, config)
     ids, vectors = read_embeddings([u.output for u in units])
     position = {sample_id: k for k, sample_id in enumerate(ids)}
@@ -196,10 +242,15 @@ def run_response_filter(
         return finished
 
     dedup, decontam = job.dedup, job.decontamination
-    files = run.samples_files()
+    # Journey traces (stage 4) are filtered with the samples; within a prompt they are compared only
+    # with each other (a trace shares its opening with a rejected sample and its end with an accepted one).
+    samples_files = run.samples_files()
+    files = samples_files + run.journey_files()
     accepted = _read_accepted(files)
-    questions = _read_questions(run)
-    orphans = sorted(set(accepted.prompt_ids) - set(questions))
+    first_trace = accepted.file_rows[len(samples_files)][0] if len(files) > len(samples_files) else len(accepted.ids)
+    groups = [p if row < first_trace else f"{p}/journey" for row, p in enumerate(accepted.prompt_ids)]
+    questions = _RowQuestions(run, files, accepted)
+    orphans = sorted(set(accepted.prompt_ids) - _prompt_ids(run))
     if orphans:
         raise RuntimeError(f"{run.samples}: accepted samples of prompts missing from {run.prompts}: {orphans[:5]}")
     n = len(accepted.ids)
@@ -208,7 +259,8 @@ def run_response_filter(
 
     def corpus_texts(path: Path, start: int) -> list[str]:
         texts = _read_texts(path, ["answer"])["answer"]
-        return [corpus_text(questions[accepted.prompt_ids[start + k]], a) for k, a in enumerate(texts)]
+        unit = _unit_questions(run, path)
+        return [corpus_text(unit[accepted.prompt_ids[start + k]], a) for k, a in enumerate(texts)]
 
     def trace_texts(path: Path, start: int) -> list[str]:
         texts = _read_texts(path, ["reasoning", "answer"])
@@ -231,18 +283,18 @@ def run_response_filter(
             base_dir=base_dir,
         )
         vectors = corpus_matrix(model) if decontaminator.needs_vectors else None
-        found = decontaminator.embedding_matches(vectors, [questions[p] for p in accepted.prompt_ids])
-        # N-grams see the whole prompt and answer, file by file (a corpus of long traces is never held
-        # whole); texts are kept only for rows with evidence.
+        found = decontaminator.embedding_matches(vectors, questions)
+        # N-grams see the whole prompt and answer: one task per file (a corpus of long traces is never
+        # held whole); texts come back only for rows with evidence.
         full_texts: dict[int, str] = {}
-        for path, (start, _) in zip(files, accepted.file_rows, strict=True):
-            answers = _read_texts(path, ["answer"])["answer"]
-            texts = [f"{questions[accepted.prompt_ids[start + k]]}\n\n{a}" for k, a in enumerate(answers)]
-            for k, ngram in enumerate(decontaminator.ngram_matches(texts)):
+        per_file = run_tasks(ngram_unit, [(decontam, base_dir, run, str(path)) for path in files])
+        for (start, _), hits in zip(accepted.file_rows, per_file, strict=True):
+            for k, (ngram, text) in hits.items():
                 found[start + k] = ngram + found[start + k]
-                if found[start + k]:
-                    full_texts[start + k] = texts[k]
-        decisions = decontaminator.decide(found, lambda row: questions[accepted.prompt_ids[row]])
+                full_texts[start + k] = text
+        for row in [r for r, matches in enumerate(found) if matches and r not in full_texts]:
+            full_texts[row] = f"{questions[row]}\n\n{_answer(files, accepted, row)}"
+        decisions = decontaminator.decide(found, questions.__getitem__)
         matches.apply_contamination(range(n), decisions)
         matches.counters.add(decontaminator.counters)
         audit = decontaminator.audit_rows(STAGE, accepted.ids, decisions, lambda row: full_texts[row])
@@ -251,14 +303,14 @@ def run_response_filter(
         alive = matches.alive
         per_prompt: dict[str, int] = {}
         for row in np.flatnonzero(alive).tolist():
-            per_prompt[accepted.prompt_ids[row]] = per_prompt.get(accepted.prompt_ids[row], 0) + 1
-        wanted = alive & np.array([per_prompt.get(p, 0) > 1 for p in accepted.prompt_ids], dtype=bool)
+            per_prompt[groups[row]] = per_prompt.get(groups[row], 0) + 1
+        wanted = alive & np.array([per_prompt.get(g, 0) > 1 for g in groups], dtype=bool)
         rank = keep_order([not s for s in accepted.selected], accepted.rounds, accepted.indexes)
         within = OperatorCounters("within_prompt_dedup")
         if wanted.any():
             vectors = _embed(run, files, accepted, "trace", dedup.embedder, trace_texts, wanted)
             links = _within_prompt_links(
-                vectors, np.flatnonzero(wanted), accepted.prompt_ids, rank, dedup.responses.within_prompt_threshold
+                vectors, np.flatnonzero(wanted), groups, rank, dedup.responses.within_prompt_threshold
             )
             result = keep_first(n, links, rank)
             matches.apply_duplicates(np.arange(n), result, WITHIN_PROMPT)
@@ -280,7 +332,7 @@ def run_response_filter(
             deduplicator,
             lambda rows: corpus_matrix(dedup.embedder)[rows],
             rank,
-            texts=[questions[p] for p in accepted.prompt_ids],
+            texts=questions,
             groups=accepted.prompt_ids,
             reason=ACROSS_CORPUS,
         )
@@ -292,6 +344,12 @@ def run_response_filter(
     return filter_outputs.commit(
         output, to_table(audit, DecontamAudit), to_table(dropped, DroppedResponse), matches.counters, samples=True
     )
+
+
+def _answer(files: Sequence[Path], accepted: _Accepted, row: int) -> str:
+    """One accepted row's answer (for the audit of a row only the embedding detector matched)."""
+    file = next(k for k, (start, stop) in enumerate(accepted.file_rows) if start <= row < stop)
+    return _read_texts(files[file], ["answer"])["answer"][row - accepted.file_rows[file][0]]
 
 
 def _dropped(accepted: _Accepted, matches: RowMatches, row: int) -> DroppedResponse:
