@@ -44,7 +44,7 @@ class DatasetStage(Stage):
     """One unit: the `dataset/` folder, rebuilt whole each run (it is cheap next to generation)."""
 
     name = "dataset"
-    reads = ("prompts", "samples", "response_filter")
+    reads = ("prompts", "samples", "journey", "response_filter")
 
     def run(self, context: StageContext) -> StageResult:
         selection = None

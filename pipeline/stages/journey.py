@@ -28,12 +28,13 @@ from ray.exceptions import RayTaskError
 from distillery.operators.counters import CounterSet
 from distillery.operators.filters.registry import build_filters
 from distillery.operators.journey.builder import JourneyBuilder, JourneyTeacherError, build_unit
-from distillery.operators.journey.plan import eligible, plan_quotas, prompt_pools
+from distillery.operators.journey.plan import PromptPool, eligible, plan_quotas, prompt_pools
 from distillery.operators.select.general_policy import GENERAL_DOMAIN, GeneralPolicy
 from distillery.operators.teachers.base import Teacher
 from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.operators.verifiers.pool import VerifierPool
 from distillery.pipeline.run_directory import SHARD_PATTERN, RunDirectory
+from distillery.pipeline.runtime.cpu_tasks import run_tasks, shared
 from distillery.pipeline.runtime.placement import cluster_gpus, engine_overrides, replica_options
 from distillery.pipeline.stages.base import Stage, StageContext, StageResult
 from distillery.schemas.arrow import from_table, to_table
@@ -117,15 +118,25 @@ class _Plan:
     shortcut_rows: int
 
 
+def plan_unit(path: str, excluded_prompts: set[str]) -> tuple[list[PromptPool], int]:
+    """Task: one samples file's prompt pools and shortcut rows (its texts never leave the task)."""
+    samples = [s for s in _read_samples(path) if s.prompt_id not in excluded_prompts and s.domain != GENERAL_DOMAIN]
+    return prompt_pools(samples), sum(s.selected for s in samples)
+
+
 def plan_run(job: JobConfig, run: RunDirectory, excluded_prompts: set[str]) -> _Plan:
-    samples = [
-        s
-        for path in run.samples_files()
-        for s in _read_samples(str(path))
-        if s.prompt_id not in excluded_prompts and s.domain != GENERAL_DOMAIN
-    ]
-    pools = prompt_pools(samples)
-    shortcut = sum(s.selected for s in samples)
+    excluded = shared(excluded_prompts)
+    counts: dict[str, list[int]] = {}
+    shortcut = 0
+    # A prompt's samples from several teachers are in several files: its pool is the sum, in file order.
+    for pools, selected in run_tasks(plan_unit, [(str(path), excluded) for path in run.samples_files()]):
+        shortcut += selected
+        for pool in pools:
+            entry = counts.setdefault(pool.prompt_id, [0, 0, 0])
+            entry[0] += pool.samples
+            entry[1] += pool.accepted
+            entry[2] += pool.wrong
+    pools = [PromptPool(p, *c) for p, c in counts.items()]
     quotas = plan_quotas(pools, job.journey, shortcut)
     return _Plan(quotas, sum(eligible(p, job.journey) for p in pools), shortcut)
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -42,6 +43,7 @@ from distillery.operators.decontam.decontaminator import Decontaminator
 from distillery.operators.dedup.deduplicator import NearDeduplicator, keep_order
 from distillery.operators.dedup.matching import CONTAMINATED, RowMatches, near_pass
 from distillery.operators.dedup.neighbors import NeighborLinks, keep_first
+from distillery.operators.dedup.normalize import normalize_for_matching, number_signature
 from distillery.operators.teachers.base import Teacher
 from distillery.pipeline.run_directory import RunDirectory
 from distillery.pipeline.runtime.cpu_tasks import run_tasks
@@ -84,7 +86,7 @@ def corpus_text(question: str, answer: str) -> str:
 
 class ResponseFilterStage(Stage):
     name = STAGE
-    reads = ("samples", "prompts")
+    reads = ("samples", "journey", "prompts")
 
     def run(self, context: StageContext) -> StageResult:
         return run_response_filter(context.job, context.run, context.base_dir)
@@ -123,25 +125,33 @@ def _read_texts(path: Path, columns: list[str]) -> dict[str, list[str]]:
     return {name: table.column(name).to_pylist() for name in columns}
 
 
-def _prompt_ids(run: RunDirectory) -> set[str]:
-    ids: set[str] = set()
-    for shard in run.prompt_shards():
-        ids.update(pq.read_table(run.prompt_shard(shard), columns=["id"]).column("id").to_pylist())
-    return ids
+def _prompt_shards(run: RunDirectory) -> dict[str, int]:
+    """Prompt id -> the index of its ingest shard (ids only: the questions stay on disk)."""
+    shard_of: dict[str, int] = {}
+    for index, shard in enumerate(run.prompt_shards()):
+        ids = pq.read_table(run.prompt_shard(shard), columns=["id"]).column("id").to_pylist()
+        shard_of.update(dict.fromkeys(ids, index))
+    return shard_of
 
 
-def _unit_questions(run: RunDirectory, path: Path) -> dict[str, str]:
-    """Prompt id -> problem, for the prompts of one samples or journey file (named by its unit)."""
-    table = pq.read_table(run.prompts_of_unit(path.stem), columns=["id", "problem"])
-    return dict(zip(table.column("id").to_pylist(), table.column("problem").to_pylist(), strict=True))
+def _questions(shards: Sequence[Path], prompt_ids: Sequence[str]) -> dict[str, str]:
+    """Prompt id -> problem for the given prompts, read from the shards that hold them."""
+    wanted = pa.array(sorted(set(prompt_ids)), pa.string())
+    questions: dict[str, str] = {}
+    for shard in shards:
+        table = pq.read_table(shard, columns=["id", "problem"]).filter(pc.is_in(pc.field("id"), wanted))
+        questions.update(zip(table.column("id").to_pylist(), table.column("problem").to_pylist(), strict=True))
+    return questions
 
 
 class _RowQuestions(Sequence[str]):
     """The question of each accepted row, read file by file: only the current file's prompts are in
     memory. Callers read rows in increasing order (row passes, `near_pass`), so each file loads once."""
 
-    def __init__(self, run: RunDirectory, files: Sequence[Path], accepted: _Accepted) -> None:
-        self.run, self.files, self.accepted = run, files, accepted
+    def __init__(self, run: RunDirectory, accepted: _Accepted) -> None:
+        self.accepted = accepted
+        self.shard_paths = [run.prompt_shard(s) for s in run.prompt_shards()]
+        self.shard_of = _prompt_shards(run)
         self.starts = [start for start, _ in accepted.file_rows]
         self.file = -1
         self.questions: dict[str, str] = {}
@@ -149,27 +159,40 @@ class _RowQuestions(Sequence[str]):
     def __len__(self) -> int:
         return len(self.accepted.ids)
 
-    def __getitem__(self, row: int) -> str:  # type: ignore[override]
-        file = bisect.bisect_right(self.starts, row) - 1
-        while self.accepted.file_rows[file][0] == self.accepted.file_rows[file][1]:
-            file += 1  # files with no accepted row share their start with the next one
+    def missing(self) -> list[str]:
+        return sorted(set(self.accepted.prompt_ids) - set(self.shard_of))
+
+    def shards_of_file(self, file: int) -> list[Path]:
+        start, stop = self.accepted.file_rows[file]
+        indexes = {self.shard_of[p] for p in self.accepted.prompt_ids[start:stop]}
+        return [self.shard_paths[k] for k in sorted(indexes)]
+
+    def of_file(self, file: int) -> dict[str, str]:
         if file != self.file:
-            self.file, self.questions = file, _unit_questions(self.run, self.files[file])
-        return self.questions[self.accepted.prompt_ids[row]]
+            start, stop = self.accepted.file_rows[file]
+            self.file = file
+            self.questions = _questions(self.shards_of_file(file), self.accepted.prompt_ids[start:stop])
+        return self.questions
+
+    def __getitem__(self, row: int) -> str:  # type: ignore[override]
+        if not 0 <= row < len(self):
+            raise IndexError(row)
+        # The last file starting at or before the row: an empty file shares its start with the next.
+        file = bisect.bisect_right(self.starts, row) - 1
+        return self.of_file(file)[self.accepted.prompt_ids[row]]
 
 
-def ngram_unit(config: DecontaminationConfig, base_dir: Path, run: RunDirectory, path: str) -> dict[int, tuple]:
-    """Task: n-gram matches of one file's accepted rows (prompt and answer, full texts). Returns
-    {row in the file: (matches, the text)} for rows with a match only."""
+def ngram_unit(config: DecontaminationConfig, base_dir: Path, path: str, shards: list[Path]) -> dict[int, tuple]:
+    """Task: n-gram matches of one file's accepted rows (prompt and answer, full texts); `shards`:
+    the prompt shards holding its prompts. Returns {row in the file: (matches, the text)} for rows
+    with a match only."""
     off = {"embedding": config.embedding.model_copy(update={"enabled": False})}
     off["judge"] = config.judge.model_copy(update={"enabled": False})
     decontaminator = Decontaminator.from_config(config.model_copy(update=off), encode=None, base_dir=base_dir)
     table = pq.read_table(path, columns=["accepted", "prompt_id", "answer"]).filter(pc.field("accepted"))
-    questions = _unit_questions(run, Path(path))
-    texts = [
-        f"{questions[p]}\n\n{a}"
-        for p, a in zip(table.column("prompt_id").to_pylist(), table.column("answer").to_pylist(), strict=True)
-    ]
+    prompt_ids = table.column("prompt_id").to_pylist()
+    questions = _questions(shards, prompt_ids)
+    texts = [f"{questions[p]}\n\n{a}" for p, a in zip(prompt_ids, table.column("answer").to_pylist(), strict=True)]
     found = decontaminator.ngram_matches(texts)
     return {k: (matches, texts[k]) for k, matches in enumerate(found) if matches}
 
@@ -249,8 +272,8 @@ def run_response_filter(
     accepted = _read_accepted(files)
     first_trace = accepted.file_rows[len(samples_files)][0] if len(files) > len(samples_files) else len(accepted.ids)
     groups = [p if row < first_trace else f"{p}/journey" for row, p in enumerate(accepted.prompt_ids)]
-    questions = _RowQuestions(run, files, accepted)
-    orphans = sorted(set(accepted.prompt_ids) - _prompt_ids(run))
+    questions = _RowQuestions(run, accepted)
+    orphans = questions.missing()
     if orphans:
         raise RuntimeError(f"{run.samples}: accepted samples of prompts missing from {run.prompts}: {orphans[:5]}")
     n = len(accepted.ids)
@@ -259,7 +282,7 @@ def run_response_filter(
 
     def corpus_texts(path: Path, start: int) -> list[str]:
         texts = _read_texts(path, ["answer"])["answer"]
-        unit = _unit_questions(run, path)
+        unit = questions.of_file(files.index(path))
         return [corpus_text(unit[accepted.prompt_ids[start + k]], a) for k, a in enumerate(texts)]
 
     def trace_texts(path: Path, start: int) -> list[str]:
@@ -287,7 +310,9 @@ def run_response_filter(
         # N-grams see the whole prompt and answer: one task per file (a corpus of long traces is never
         # held whole); texts come back only for rows with evidence.
         full_texts: dict[int, str] = {}
-        per_file = run_tasks(ngram_unit, [(decontam, base_dir, run, str(path)) for path in files])
+        per_file = run_tasks(
+            ngram_unit, [(decontam, base_dir, str(path), questions.shards_of_file(k)) for k, path in enumerate(files)]
+        )
         for (start, _), hits in zip(accepted.file_rows, per_file, strict=True):
             for k, (ngram, text) in hits.items():
                 found[start + k] = ngram + found[start + k]
@@ -312,6 +337,7 @@ def run_response_filter(
             links = _within_prompt_links(
                 vectors, np.flatnonzero(wanted), groups, rank, dedup.responses.within_prompt_threshold
             )
+            del vectors  # the trace vectors are not needed again: the corpus vectors come next
             result = keep_first(n, links, rank)
             matches.apply_duplicates(np.arange(n), result, WITHIN_PROMPT)
             for row in np.flatnonzero(wanted).tolist():
@@ -332,7 +358,11 @@ def run_response_filter(
             deduplicator,
             lambda rows: corpus_matrix(dedup.embedder)[rows],
             rank,
-            texts=questions,
+            # The numbers of each question, not the question: all `same_numbers` compares, and a
+            # few bytes a row where the questions would be the corpus's prompt texts.
+            texts=[number_signature(normalize_for_matching(q)) for q in questions]
+            if dedup.responses.same_numbers
+            else None,
             groups=accepted.prompt_ids,
             reason=ACROSS_CORPUS,
         )
