@@ -10,7 +10,7 @@ from pathlib import Path
 
 import ray
 
-from distillery.pipeline.dead_letters import require_healthy_sources
+from distillery.pipeline.dead_letters import SourceHealthError
 from distillery.pipeline.preflight import PreflightError, check_job, errors
 from distillery.pipeline.run_directory import RunDirectory
 from distillery.pipeline.runtime.run_logs import RunLogs, stage_detail
@@ -104,7 +104,7 @@ def run_job(
     run = RunDirectory(resolve_output(job, job_path, output))
     run.bind(job)
     run.clean_staging()
-    context = StageContext(job, run, job_base_dir(job_path), teacher_factory)
+    context = StageContext(job, run, job_base_dir(job_path), teacher_factory, strict=strict)
     report: dict[str, object] = {"config_hash": job.config_hash()}
     with RunLogs(run.logs, verbose=verbose) as logs:
         for number, stage in stage_passes(job, report):
@@ -115,12 +115,10 @@ def run_job(
                 if stage.name in RAY_STAGES or os.environ.get("RAY_ADDRESS"):
                     connect_ray(logs)
                 result = stage.run(context)
-            except GenerationIncomplete:
-                raise
+            except (GenerationIncomplete, SourceHealthError):
+                raise  # they say themselves what to do (exit codes 3 and 4): not a crashed stage
             except Exception as exc:
                 raise record_failure(run, number, stage.name, exc) from exc
-            if isinstance(stage, IngestStage):
-                require_healthy_sources(result.report, strict=strict)
             context.absorb(result)
             report[stage.name] = {"number": number, **result.as_report()}
             logs.stage_finished(number, len(STAGES), stage.name, stage_detail(result.report))

@@ -155,3 +155,28 @@ def test_a_missing_replay_file_fails_validation(tmp_path):
     job.write_text(replay_job("p.jsonl", "nothing-*.jsonl", layout="per_prompt", fields="{}", source_fields="{}"))
     with pytest.raises(JobFileError, match="replay file not found"):
         load_job(job)
+
+
+def test_the_index_holds_hashes_and_locations_and_reads_texts_back_from_the_files(tmp_path):
+    """A replica indexes the dump (a turn hash and a location per row) and reads a prompt's rows back
+    when it is asked for them: Parquet through its row groups, JSONL by byte offset."""
+    problems = [f"What is {i} + {i}?" for i in range(300)]
+    long_text = "x" * 5000
+    rows = [
+        {"problem": p, "generation": f"{long_text} \\boxed{{{2 * i + k}}}", "rs": k}
+        for k in range(2)
+        for i, p in enumerate(problems)
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "dump.parquet", row_group_size=64)
+    write_jsonl(tmp_path / "dump.jsonl", rows)
+    write_jsonl(tmp_path / "p.jsonl", [{"problem": p, "answer": str(2 * i)} for i, p in enumerate(problems)])
+    for dump in ("dump.parquet", "dump.jsonl"):
+        job = tmp_path / "job.yaml"
+        job.write_text(replay_job("p.jsonl", dump, layout="per_response", fields="{}", source_fields="{}"))
+        recorded = RecordedGenerations(load_job(job).teachers["recorded"])
+        # ~20 bytes a row of index; the 3 MB of texts stay in the file
+        assert recorded.keys.nbytes + recorded.file_of.nbytes + recorded.location.nbytes == 600 * 20
+        for i in (0, 1, 150, 299):
+            texts = [r.text for r in recorded.responses(problems[i])]
+            assert texts == [f"{long_text} \\boxed{{{2 * i}}}", f"{long_text} \\boxed{{{2 * i + 1}}}"], dump
+        assert recorded.responses("What is 300 + 300?") == []

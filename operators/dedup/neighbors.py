@@ -21,7 +21,7 @@ near-identical rows costs bounded memory instead of a quadratic number of pairs.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import faiss
@@ -50,6 +50,15 @@ class NeighborLinks:
     def __len__(self) -> int:
         return len(self.item)
 
+    @staticmethod
+    def concat(parts: Sequence[NeighborLinks]) -> NeighborLinks:
+        """The links of all parts (none: no links)."""
+        return NeighborLinks(
+            np.concatenate([np.zeros(0, np.int64), *(p.item for p in parts)]),
+            np.concatenate([np.zeros(0, np.int64), *(p.earlier for p in parts)]),
+            np.concatenate([np.zeros(0, np.float32), *(p.score for p in parts)]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Representatives:
@@ -58,10 +67,6 @@ class Representatives:
     kept: np.ndarray
     duplicate_of: np.ndarray
     score: np.ndarray
-
-
-def _empty_links() -> NeighborLinks:
-    return NeighborLinks(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
 
 
 class NeighborSearch:
@@ -94,19 +99,15 @@ class NeighborSearch:
             raise ValueError(f"rank has {len(rank)} entries for {n} vectors")
         if n < 2:
             self.plan = "exact"
-            return _empty_links()
+            return NeighborLinks.concat([])
         parts: list[NeighborLinks] = []
         for queries, found, scores in self._pairs(vectors, threshold):
             part = self._orient(queries, found, scores, rank, same, differ)
             if len(part):
                 parts.append(self._cap(self._unique(part, n), rank))
         if not parts:
-            return _empty_links()
-        merged = NeighborLinks(
-            np.concatenate([p.item for p in parts]),
-            np.concatenate([p.earlier for p in parts]),
-            np.concatenate([p.score for p in parts]),
-        )
+            return NeighborLinks.concat([])
+        merged = NeighborLinks.concat(parts)
         return self._cap(self._unique(merged, n), rank)
 
     def _pairs(self, vectors: np.ndarray, threshold: float) -> Iterator[Pairs]:

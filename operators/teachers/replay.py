@@ -6,20 +6,28 @@ Each prompt's recorded responses come back at once, in round 0, in file order; l
 A prompt is matched to its responses by its user turn (the problem rendered with `prompt_template`),
 normalized as prompt ids are. A row that cannot be read is skipped and counted (`skipped_rows`),
 so one bad line does not lose the others; a prompt left with no response fails permanently.
+
+A dump can be far larger than memory (1M responses of 5-30K characters), so a replica keeps only an
+index: per row, a 64-bit hash of its user turn and where the row is (a JSONL line's byte offset, a
+Parquet row's number), in sorted NumPy arrays: 20 bytes a row. A prompt's rows are read back
+from the files when it is sampled.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
+import hashlib
 import json
 import logging
 import math
 import re
-from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from distillery.operators.teachers.base import Completion, Teacher, TeacherResponse
@@ -28,6 +36,10 @@ from distillery.schemas.teacher_config import ReplayTeacherConfig
 
 log = logging.getLogger(__name__)
 
+PARQUET_SCAN_BATCH_ROWS = 1024
+"""Rows a Parquet dump is read in while it is indexed."""
+PARQUET_CACHED_ROW_GROUPS = 4
+"""Row groups of a Parquet dump a replica keeps decoded (a shard's prompts are often neighbours)."""
 _ROUND = re.compile(r"-r(\d+)$")
 """The round in a sampler's request id (`<prompt id>-r<round>`)."""
 
@@ -48,22 +60,30 @@ def replay_files(config: ReplayTeacherConfig) -> list[Path]:
     return [Path(p) for p in sorted(glob.glob(config.path))]
 
 
-def _rows(path: Path, fmt: str) -> Any:
-    """(row number, row) of one file; a JSONL line that is not a JSON object comes back as None."""
+def _jsonl_row(line: bytes) -> dict[str, Any] | None:
+    """A JSONL line's object; a line that is not a JSON object comes back as None."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None
+
+
+def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """(location, row) of one file, streamed: a JSONL line's byte offset, or a Parquet row's number."""
     if fmt == "parquet":
-        table = pq.read_table(path)
-        for number, row in enumerate(table.to_pylist()):
-            yield number, row
+        number = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_SCAN_BATCH_ROWS):
+            for row in batch.to_pylist():
+                yield number, row
+                number += 1
         return
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = None
-            yield number, row if isinstance(row, dict) else None
+    with path.open("rb") as lines:
+        offset = 0
+        for line in lines:
+            if line.strip():
+                yield offset, _jsonl_row(line)
+            offset += len(line)
 
 
 def _text(value: Any) -> str | None:
@@ -80,26 +100,52 @@ def _item(row: dict[str, Any], column: str | None, index: int | None) -> Any:
     return value[index] if isinstance(value, list) and index < len(value) else None
 
 
+def _turn_key(turn: str) -> int:
+    return int.from_bytes(hashlib.blake2b(turn.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+
+
 class RecordedGenerations:
-    """Every recorded response of a file set, by normalized user turn."""
+    """The recorded responses of a file set, looked up by normalized user turn through an index of
+    turn hashes and row locations; the texts stay in the files."""
 
     def __init__(self, config: ReplayTeacherConfig) -> None:
         self.config = config
-        self.by_turn: dict[str, list[RecordedResponse]] = defaultdict(list)
-        self.skipped_rows = 0
-        files = replay_files(config)
-        if not files:
+        self.files = replay_files(config)
+        if not self.files:
             raise ReplayFileError(f"replay file not found: {config.path}")
-        for path in files:
-            fmt = config.format or ("parquet" if path.suffix == ".parquet" else "jsonl")
-            for number, row in _rows(path, fmt):
-                if not self._add(row):
+        self.formats = [config.format or ("parquet" if p.suffix == ".parquet" else "jsonl") for p in self.files]
+        self.skipped_rows = 0
+        keys: list[int] = []
+        files: list[int] = []
+        locations: list[int] = []
+        for number, (path, fmt) in enumerate(zip(self.files, self.formats, strict=True)):
+            for location, row in _rows(path, fmt):
+                turn = self._row_turn(row)
+                if turn is None:
                     self.skipped_rows += 1
-                    log.warning("replay %s row %d: no problem text or no response text; skipped", path, number)
+                    log.warning("replay %s row at %d: no problem text or no response text; skipped", path, location)
+                    continue
+                keys.append(_turn_key(turn))
+                files.append(number)
+                locations.append(location)
+        # A stable sort keeps each prompt's rows in file order.
+        order = np.argsort(np.array(keys, dtype=np.int64), kind="stable")
+        self.keys = np.array(keys, dtype=np.int64)[order]
+        self.file_of = np.array(files, dtype=np.int32)[order]
+        self.location = np.array(locations, dtype=np.int64)[order]
 
     def _turn(self, problem: str) -> str:
         # str.replace, as ChatFormat renders it: templates hold LaTeX braces such as \boxed{}.
         return normalize_text(self.config.prompt_template.replace("{problem}", problem))
+
+    def _row_turn(self, row: dict[str, Any] | None) -> str | None:
+        """The row's normalized user turn, or None when the row has no problem or no response."""
+        if row is None:
+            return None
+        problem = _text(row.get(self.config.fields.problem))
+        if problem is None or not self._row_responses(row):
+            return None
+        return self._turn(problem)
 
     def _response(self, row: dict[str, Any], text_column: str | None, index: int | None) -> RecordedResponse | None:
         fields = self.config.fields
@@ -116,25 +162,50 @@ class RecordedGenerations:
             completion_tokens=tokens,
         )
 
-    def _add(self, row: dict[str, Any] | None) -> bool:
-        if row is None:
-            return False
+    def _row_responses(self, row: dict[str, Any]) -> list[RecordedResponse]:
         fields = self.config.fields
-        problem = _text(row.get(fields.problem))
-        if problem is None:
-            return False
         if self.config.layout == "per_response":
             response = self._response(row, fields.response, None)
-            responses = [response] if response is not None else []
-        else:
-            listed = row.get(fields.responses or "")
-            count = len(listed) if isinstance(listed, list) else 0
-            responses = [r for i in range(count) if (r := self._response(row, fields.responses, i)) is not None]
-        self.by_turn[self._turn(problem)].extend(responses)
-        return bool(responses)
+            return [response] if response is not None else []
+        listed = row.get(fields.responses or "")
+        count = len(listed) if isinstance(listed, list) else 0
+        return [r for i in range(count) if (r := self._response(row, fields.responses, i)) is not None]
+
+    def _read(self, file: int, location: int) -> dict[str, Any] | None:
+        path = self.files[file]
+        if self.formats[file] == "parquet":
+            return _parquet_row(path, location)
+        with path.open("rb") as handle:
+            handle.seek(location)
+            return _jsonl_row(handle.readline())
 
     def responses(self, user_turn: str) -> list[RecordedResponse]:
-        return self.by_turn.get(normalize_text(user_turn), [])
+        turn = normalize_text(user_turn)
+        key = _turn_key(turn)
+        first, last = np.searchsorted(self.keys, key, "left"), np.searchsorted(self.keys, key, "right")
+        found: list[RecordedResponse] = []
+        for i in range(first, last):
+            row = self._read(int(self.file_of[i]), int(self.location[i]))
+            # The hash narrows the search; the text decides (two turns may share a hash).
+            if row is not None and self._row_turn(row) == turn:
+                found.extend(self._row_responses(row))
+        return found
+
+
+@functools.lru_cache(maxsize=PARQUET_CACHED_ROW_GROUPS)
+def _parquet_row_group(path: Path, group: int) -> list[dict[str, Any]]:
+    return pq.ParquetFile(path).read_row_group(group).to_pylist()
+
+
+def _parquet_row(path: Path, number: int) -> dict[str, Any] | None:
+    """Row `number` of a Parquet file, through its row group (prompts of one shard are often neighbours)."""
+    metadata = pq.ParquetFile(path).metadata
+    for group in range(metadata.num_row_groups):
+        rows = metadata.row_group(group).num_rows
+        if number < rows:
+            return _parquet_row_group(path, group)[number]
+        number -= rows
+    return None
 
 
 class ReplayTeacher(Teacher):

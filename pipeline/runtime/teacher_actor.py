@@ -2,7 +2,9 @@
 sampling loop of every prompt it is given.
 
 The actor is async: all prompts of all shards it holds run concurrently on its event loop, so the
-engine always has work while some prompts wait on verification.
+engine always has work while some prompts wait on verification. It reads its unit's prompts from the
+run directory and commits the unit there itself: prompt and sample texts never pass through the
+driver, which gets a per-sample summary without texts (`SAMPLE_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from distillery.operators.counters import CounterSet
 from distillery.operators.filters.registry import build_filters
@@ -24,6 +28,8 @@ from distillery.operators.teachers.base import Teacher
 from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.operators.verifiers.judge import LLMJudge
 from distillery.operators.verifiers.pool import VerifierPool
+from distillery.pipeline.run_directory import RunDirectory
+from distillery.pipeline.runtime.progress import SAMPLE_COLUMNS
 from distillery.schemas.arrow import from_table, to_table
 from distillery.schemas.filter_config import FiltersConfig
 from distillery.schemas.general_config import GeneralConfig
@@ -50,12 +56,19 @@ class ReplicaSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ShardTask:
+    """One unit of work as the driver hands it out: where its prompts are and which of them, by id."""
+
+    unit: str
+    prompts: str
+    """The prompt shard (or target batch) file the prompts are read from."""
+    prompt_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ShardResult:
-    samples: pa.Table
-    dead_letter: pa.Table
-    """Prompts that failed permanently (bad input): written with the unit."""
-    counters: CounterSet
-    """What the sampler, filters and verifiers counted for this shard's prompts."""
+    summary: pa.Table
+    """`SAMPLE_COLUMNS` of every sample the unit committed (empty when it was not committed)."""
     completion_tokens: int
     transient: pa.Table
     """Dead letters of prompts that failed transiently (an engine died, a server kept failing): while
@@ -104,14 +117,16 @@ class TeacherReplica:
     def ready(self) -> str:
         return self.teacher.model
 
-    async def process_shard(self, prompts: pa.Table) -> ShardResult:
+    async def process_shard(self, task: ShardTask, run: RunDirectory) -> ShardResult:
         await self._serving.wait()  # not while a dead engine is being replaced
         sampler, teachers = self.sampler, self._teachers()
-        outcomes = await asyncio.gather(*(self._run(sampler, p) for p in from_table(prompts, Prompt)))
+        table = pq.read_table(task.prompts)
+        table = table.filter(pc.is_in(table["id"], pa.array(task.prompt_ids, pa.string())))
+        outcomes = await asyncio.gather(*(self._run(sampler, p) for p in from_table(table, Prompt)))
         engine_died = not all(t.healthy() for t in teachers)
         if engine_died:
             await self._restart(sampler)
-        samples = [s for o in outcomes for s in o.samples]
+        samples = to_table([s for o in outcomes for s in o.samples], Generation)
         dead: list[DeadLetter] = []
         transient: list[DeadLetter] = []
         for outcome in outcomes:
@@ -127,14 +142,20 @@ class TeacherReplica:
             })
             letter = letter.model_copy(update={"prompt_id": outcome.prompt.id, "failure": failure or "transient"})
             (transient if letter.failure == "transient" else dead).append(letter)
-        return ShardResult(
-            samples=to_table(samples, Generation),
-            dead_letter=to_table(dead, DeadLetter),
-            counters=sum((o.counters for o in outcomes), CounterSet()),
+        result = ShardResult(
+            summary=samples.select(list(SAMPLE_COLUMNS)),
             # Summed from this shard's own samples: other shards decode concurrently on this actor.
-            completion_tokens=sum(s.completion_tokens for s in samples),
+            completion_tokens=int(pc.sum(samples["completion_tokens"]).as_py() or 0),
             transient=to_table(transient, DeadLetter),
         )
+        if not result.complete:
+            return ShardResult(result.summary.slice(0, 0), result.completion_tokens, result.transient)
+        # Companions first: the samples file marks the unit done, so it must come last.
+        counters = sum((o.counters for o in outcomes), CounterSet())
+        run.units.commit(to_table(dead, DeadLetter), run.generation_dead_letter(task.unit))
+        run.units.commit_json(counters.as_list(), run.generation_counters(task.unit))
+        run.units.commit(samples, run.samples_unit(task.unit))
+        return result
 
     async def _restart(self, dead: RejectionSampler) -> None:
         """Replace the engines after one died; the shards that ran on it are retried by the caller."""

@@ -40,6 +40,8 @@ class StageContext:
     teacher_factory: TeacherFactoryBuilder = default_teacher_factory
     excluded_prompts: set[str] = field(default_factory=set)
     excluded_samples: set[str] = field(default_factory=set)
+    strict: bool = False
+    """A source in bad health after ingest stops the run (`distillery run --strict`)."""
 
     def absorb(self, result: StageResult) -> None:
         self.excluded_prompts |= result.excluded_prompts

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,7 +30,7 @@ from distillery.pipeline.run_directory import RunDirectory
 from distillery.pipeline.runtime.placement import cluster_gpus, engine_overrides, release_placement, replica_options
 from distillery.pipeline.runtime.progress import SAMPLE_COLUMNS, GenerationTally, RunProgress, YieldLedger
 from distillery.pipeline.runtime.replica_health import ReplicaHealth
-from distillery.pipeline.runtime.teacher_actor import ReplicaSpec, ShardResult, TeacherReplica
+from distillery.pipeline.runtime.teacher_actor import ReplicaSpec, ShardResult, ShardTask, TeacherReplica
 from distillery.pipeline.stages.base import Stage, StageContext, StageResult, TeacherFactoryBuilder
 from distillery.pipeline.stages.target_plan import TargetGate, TargetPlan, accepted_by_domain
 from distillery.schemas.job import JobConfig
@@ -67,7 +68,9 @@ class WorkUnit:
     shard: str
     """An ingest shard, or a batch of a run with targets."""
     teacher: str
-    prompts: pa.Table
+    prompts: Path
+    """The file the unit's prompts are in (the replica reads them; the driver holds only ids)."""
+    prompt_ids: tuple[str, ...]
     group: str | None = None
     """The target group of a batch (targets stop handing out a group's batches at its goal)."""
 
@@ -75,12 +78,19 @@ class WorkUnit:
     def name(self) -> str:
         return RunDirectory.generation_unit(self.shard, self.teacher)
 
+    @property
+    def size(self) -> int:
+        return len(self.prompt_ids)
+
+    def task(self) -> ShardTask:
+        return ShardTask(self.name, str(self.prompts), self.prompt_ids)
+
 
 def plan_units(
     job: JobConfig, run: RunDirectory, excluded: set[str], plan: TargetPlan | None = None
 ) -> tuple[list[WorkUnit], int, int]:
     """(units still to do, prompts in them, prompts already done). With targets, the units are the
-    plan's batches in visit order; else the ingest shards."""
+    plan's batches in visit order; else the ingest shards. Only ids and domains are read."""
     units, todo, done = [], 0, 0
     if plan is not None:
         plan.materialize(run)
@@ -88,18 +98,19 @@ def plan_units(
     else:
         sources = [(shard, run.prompt_shard(shard), None) for shard in run.prompt_shards()]
     for shard, path, group in sources:
-        table = pq.read_table(path)
+        table = pq.read_table(path, columns=["id", "domain"])
         if excluded and plan is None:
             table = table.filter(pc.invert(pc.is_in(table["id"], pa.array(sorted(excluded), pa.string()))))
-        teachers = [job.teacher_for(d) for d in table["domain"].to_pylist()]
-        for teacher in sorted(set(teachers)):
-            mask = pa.array([t == teacher for t in teachers])
-            unit = WorkUnit(shard, teacher, table.filter(mask), group)
+        by_teacher: dict[str, list[str]] = {}
+        for prompt, domain in zip(table["id"].to_pylist(), table["domain"].to_pylist(), strict=True):
+            by_teacher.setdefault(job.teacher_for(domain), []).append(prompt)
+        for teacher in sorted(by_teacher):
+            unit = WorkUnit(shard, teacher, path, tuple(by_teacher[teacher]), group)
             if run.units.is_done(run.samples_unit(unit.name)):
-                done += unit.prompts.num_rows
+                done += unit.size
             else:
                 units.append(unit)
-                todo += unit.prompts.num_rows
+                todo += unit.size
     return units, todo, done
 
 
@@ -210,7 +221,7 @@ class GenerationDispatch:
             accepted = plan.accepted_by_group(accepted_by_domain(self.run_dir))
             gate = TargetGate(plan.groups, plan.goals(self.run_dir, accepted), accepted)
             units = [u for u in units if gate.admits(u.group)]
-            todo = sum(u.prompts.num_rows for u in units)
+            todo = sum(u.size for u in units)
         if not units:
             return {"prompts_generated": 0, "prompts_already_done": done, "targets": gate.as_report()}
         ledger = self._ledger(plan, gate)
@@ -276,7 +287,7 @@ class GenerationDispatch:
                         unit = pending[teacher].popleft()
                         if not gate.admits(unit.group):
                             continue
-                        ref = self.replicas[teacher][i].process_shard.remote(unit.prompts)
+                        ref = self.replicas[teacher][i].process_shard.remote(unit.task(), self.run_dir)
                         in_flight[ref] = (unit, i, teacher)
                         count += 1
                     load[(teacher, i)] = count
@@ -300,10 +311,9 @@ class GenerationDispatch:
                         reason = f"{result.transient.num_rows} prompt(s) failed transiently: {first}"
                         retry(unit, reason, result.transient)
                         continue
-                    self._write(unit, result)
-                    gate.record(result.samples)
-                    ledger.add(result.samples)
-                    finished += unit.prompts.num_rows
+                    gate.record(result.summary)
+                    ledger.add(result.summary)
+                    finished += unit.size
                     completion_tokens += result.completion_tokens
                 self._poll_stats(stats_refs, tally)
                 progress.update(done + finished, tally)
@@ -333,13 +343,6 @@ class GenerationDispatch:
             for teacher, handles in self.replicas.items():
                 for i, handle in enumerate(handles):
                     stats_refs[handle.stats.remote()] = f"{teacher}/{i}"
-
-    def _write(self, unit: WorkUnit, result: ShardResult) -> None:
-        # Companions first: the samples file marks the unit done, so it must come last.
-        run = self.run_dir
-        run.units.commit(result.dead_letter, run.generation_dead_letter(unit.name))
-        run.units.commit_json(result.counters.as_list(), run.generation_counters(unit.name))
-        run.units.commit(result.samples, run.samples_unit(unit.name))
 
     def shutdown(self) -> None:
         for teacher, handles in self.replicas.items():

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from distillery.operators.counters import CounterSet, OperatorCounters
 from distillery.operators.sources.readers import RowReadError, read_source
 from distillery.operators.sources.rows import PromptBuilder, dead_letter, raw_json
-from distillery.pipeline.dead_letters import SourceHealth, assess_source
+from distillery.pipeline.dead_letters import SourceHealth, assess_source, require_healthy_sources
 from distillery.pipeline.run_directory import RunDirectory, Units
 from distillery.pipeline.runtime.cpu_tasks import run_tasks
 from distillery.pipeline.stages.base import Stage, StageContext, StageResult
@@ -68,6 +68,7 @@ class IngestStage(Stage):
         report = {"prompts": manifest["prompts"], "dead_letter": manifest["dead_letter"]}
         if health:
             report["source_health"] = health
+        require_healthy_sources(report, strict=context.strict)
         return StageResult(counters, report=report)
 
 

@@ -205,11 +205,11 @@ def _embed(
     config: EmbedderConfig,
     texts_of: Callable[[Path, int], list[str]],
     wanted: np.ndarray,
-) -> np.ndarray:
-    """Embeddings of the rows marked in `wanted` (rows not wanted get zeros), one unit per file.
+) -> list[tuple[Path, np.ndarray]]:
+    """Embeds the rows marked in `wanted`, one unit per file: (embedding file, the rows it holds).
     texts_of(path, start) -> the texts of that file's accepted rows (the first is row `start`)."""
     folder = run.response_filter.embeddings(kind, embedder_key(config))
-    units = []
+    units, parts = [], []
     for path, (start, stop) in zip(files, accepted.file_rows, strict=True):
         rows = np.flatnonzero(wanted[start:stop])
         if not len(rows):
@@ -221,14 +221,22 @@ def _embed(
 
         # Named by table and file: a journey unit has its samples unit's name.
         units.append(EmbeddingUnit(folder / f"{path.parent.name}-{path.name}", texts))
+        parts.append((units[-1].output, start + rows))
     run_embedding_units(units, config)
-    ids, vectors = read_embeddings([u.output for u in units])
+    return parts
+
+
+def _matrix(parts: list[tuple[Path, np.ndarray]], accepted: _Accepted) -> np.ndarray:
+    """One matrix of every accepted row's vector (rows without one get zeros): the global view the
+    across-corpus search needs, 4 bytes a dimension a row and no texts."""
+    ids, vectors = read_embeddings([path for path, _ in parts])
     position = {sample_id: k for k, sample_id in enumerate(ids)}
     matrix = np.zeros((len(accepted.ids), vectors.shape[1] if len(vectors) else 1), dtype=np.float32)
-    for row in np.flatnonzero(wanted).tolist():
-        if accepted.ids[row] not in position:
-            raise RuntimeError(f"{folder}: no embedding for sample {accepted.ids[row]}")
-        matrix[row] = vectors[position[accepted.ids[row]]]
+    for _, rows in parts:
+        for row in rows.tolist():
+            if accepted.ids[row] not in position:
+                raise RuntimeError(f"no embedding for sample {accepted.ids[row]}")
+            matrix[row] = vectors[position[accepted.ids[row]]]
     return matrix
 
 
@@ -239,19 +247,30 @@ def _within_prompt_links(
     members: dict[str, list[int]] = {}
     for row in rows.tolist():
         members.setdefault(groups[row], []).append(row)
-    items, earlier, scores = [], [], []
+    parts = []
     for group in members.values():
         if len(group) < 2:
             continue
         block = np.asarray(group, dtype=np.int64)
         sims = vectors[block] @ vectors[block].T
         later, first = np.nonzero((sims >= threshold) & (rank[block][:, None] > rank[block][None, :]))
-        items.append(block[later])
-        earlier.append(block[first])
-        scores.append(sims[later, first].astype(np.float32))
-    if not items:
-        return NeighborLinks(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
-    return NeighborLinks(np.concatenate(items), np.concatenate(earlier), np.concatenate(scores))
+        parts.append(NeighborLinks(block[later], block[first], sims[later, first].astype(np.float32)))
+    return NeighborLinks.concat(parts)
+
+
+def within_prompt_unit(
+    embeddings: str, rows: np.ndarray, ids: list[str], groups: list[str], rank: np.ndarray, threshold: float
+) -> NeighborLinks:
+    """The within-prompt links of one file's rows (a prompt's samples, and its journey traces, each
+    sit in one file), from that file's embeddings; returned in the stage's row numbers."""
+    file_ids, vectors = read_embeddings([Path(embeddings)])
+    position = {sample_id: k for k, sample_id in enumerate(file_ids)}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise RuntimeError(f"{embeddings}: no embedding for sample {missing[0]}")
+    local = vectors[[position[i] for i in ids]]
+    links = _within_prompt_links(local, np.arange(len(ids)), groups, rank, threshold)
+    return NeighborLinks(rows[links.item], rows[links.earlier], links.score)
 
 
 def run_response_filter(
@@ -294,7 +313,8 @@ def run_response_filter(
     def corpus_matrix(config: EmbedderConfig) -> np.ndarray:
         key = embedder_key(config)
         if key not in corpus_vectors:
-            corpus_vectors[key] = _embed(run, files, accepted, "corpus", config, corpus_texts, np.ones(n, bool))
+            parts = _embed(run, files, accepted, "corpus", config, corpus_texts, np.ones(n, bool))
+            corpus_vectors[key] = _matrix(parts, accepted)
         return corpus_vectors[key]
 
     if decontam.enabled and decontam.responses and decontam.benchmarks and n:
@@ -333,12 +353,17 @@ def run_response_filter(
         rank = keep_order([not s for s in accepted.selected], accepted.rounds, accepted.indexes)
         within = OperatorCounters("within_prompt_dedup")
         if wanted.any():
-            vectors = _embed(run, files, accepted, "trace", dedup.embedder, trace_texts, wanted)
-            links = _within_prompt_links(
-                vectors, np.flatnonzero(wanted), groups, rank, dedup.responses.within_prompt_threshold
+            # One task per file: the trace vectors are never gathered in the driver.
+            parts = _embed(run, files, accepted, "trace", dedup.embedder, trace_texts, wanted)
+            threshold = dedup.responses.within_prompt_threshold
+            per_file = run_tasks(
+                within_prompt_unit,
+                [
+                    (str(path), rows, [accepted.ids[r] for r in rows], [groups[r] for r in rows], rank[rows], threshold)
+                    for path, rows in parts
+                ],
             )
-            del vectors  # the trace vectors are not needed again: the corpus vectors come next
-            result = keep_first(n, links, rank)
+            result = keep_first(n, NeighborLinks.concat(per_file), rank)
             matches.apply_duplicates(np.arange(n), result, WITHIN_PROMPT)
             for row in np.flatnonzero(wanted).tolist():
                 if result.kept[row]:
