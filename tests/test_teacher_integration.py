@@ -185,7 +185,7 @@ def test_killed_run_resumes_to_the_same_result(real_job: Path, reference_run: Pa
     ours, reference = _sample_rows(out), _sample_rows(reference_run)
     assert len({r[0] for r in ours}) == len(ours)  # nothing twice
     assert [r[:3] for r in ours] == [r[:3] for r in reference]  # same prompts, sample ids and seeds
-    # One request in flight at a time and per-request seeds: the engine is deterministic here.
+    # One request in flight at a time, per-request seeds and no prefix cache: the engine is deterministic here.
     assert [r[3] for r in ours] == [r[3] for r in reference]
     con = duckdb.connect()
     count = "SELECT count(*) FROM read_parquet('{}/prompts/*.parquet')"

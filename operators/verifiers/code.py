@@ -65,18 +65,7 @@ class CodeVerifier(Verifier):
         c = self.config
         self.interpreter = resolve_interpreter(c.python, c.site_packages)
         self.mechanism = resolve_mechanism(c.sandbox, self.interpreter, c.cgroup_parent)
-        self.limits = SandboxLimits(
-            wall_s=c.timeout_s,
-            test_timeout_s=c.test_timeout_s,
-            cpu_s=c.cpu_s,
-            memory_bytes=c.memory_mb * 2**20,
-            processes=c.max_processes,
-            file_bytes=c.max_file_mb * 2**20,
-            open_files=c.max_open_files,
-            tmp_bytes=c.tmp_mb * 2**20,
-            output_bytes=c.max_output_kb * 1024,
-            cpus=c.cpus,
-        )
+        self.limits = SandboxLimits.of(c)
         self.sandbox = Sandbox(self.mechanism, self.interpreter, self.limits, find_cgroup_host(c.cgroup_parent))
 
     @property

@@ -46,6 +46,7 @@ from typing import Any, Literal, cast
 
 from distillery.operators.verifiers.sandbox_cgroup import CgroupHost, CgroupLimits, RunCgroup, find_cgroup_host
 from distillery.operators.verifiers.sandbox_seccomp import syscall_filter
+from distillery.schemas.verifier_config import CodeVerifierConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ _RECORD_SLACK = 64 * 1024
 _RECORD_EVENTS = frozenset({"ready", "load", "case", "done"})
 _RUN_RECORDS = 3  # ready, load, done
 _UID_BASE = 2**31
+PROBE_WALL_S = 20.0
+PROBE_TEST_TIMEOUT_S = 10.0
+"""Time the probe (a trivial program under each mechanism) gets: generous, it decides `sandbox: auto`."""
 SANDBOX_OWN_PROCESSES = 4
 """Room in a run's pids.max for the sandbox's own processes (bubblewrap's two, the harness, slack);
 the program's own are bounded by max_processes (RLIMIT_NPROC of the run's user) as well."""
@@ -66,16 +70,33 @@ the program's own are bounded by max_processes (RLIMIT_NPROC of the run's user) 
 
 @dataclass(frozen=True, slots=True)
 class SandboxLimits:
+    """The limits of one run, in bytes and seconds; their defaults live in `CodeVerifierConfig` alone."""
+
     wall_s: float
     test_timeout_s: float
-    cpu_s: int = 20
-    memory_bytes: int = 1024 * 2**20
-    processes: int = 32
-    file_bytes: int = 16 * 2**20
-    open_files: int = 64
-    tmp_bytes: int = 64 * 2**20
-    output_bytes: int = 2**20
-    cpus: float | None = 1.0
+    cpu_s: int
+    memory_bytes: int
+    processes: int
+    file_bytes: int
+    open_files: int
+    tmp_bytes: int
+    output_bytes: int
+    cpus: float | None
+
+    @staticmethod
+    def of(config: CodeVerifierConfig) -> SandboxLimits:
+        return SandboxLimits(
+            wall_s=config.timeout_s,
+            test_timeout_s=config.test_timeout_s,
+            cpu_s=config.cpu_s,
+            memory_bytes=config.memory_mb * 2**20,
+            processes=config.max_processes,
+            file_bytes=config.max_file_mb * 2**20,
+            open_files=config.max_open_files,
+            tmp_bytes=config.tmp_mb * 2**20,
+            output_bytes=config.max_output_kb * 1024,
+            cpus=config.cpus,
+        )
 
 
 @dataclass(slots=True)
@@ -193,7 +214,7 @@ _PROBE = (
 
 def _probe(mechanism: Mechanism, interpreter: Interpreter, cgroups: CgroupHost | None) -> str | None:
     """None when a trivial program runs under `mechanism` here, with the syscall filter on, else why not."""
-    limits = SandboxLimits(wall_s=20, test_timeout_s=10)
+    limits = SandboxLimits.of(CodeVerifierConfig(timeout_s=PROBE_WALL_S, test_timeout_s=PROBE_TEST_TIMEOUT_S))
     try:
         run = Sandbox(mechanism, interpreter, limits, cgroups).run(
             {"mode": "stdio", "code": _PROBE, "cases": [{"input": "ok\n"}]}
