@@ -1,20 +1,37 @@
 """What a sampling budget and the loop cut save: teacher tokens per accepted row, in one run on the
-same prompts and the same CPU teacher (the bundled SmolLM2 on vLLM's CPU backend), three ways:
+same prompts and the same CPU teacher (the bundled SmolLM2 on vLLM's CPU backend), keep_per_prompt 1:
 
 - fixed: n = 16 samples per prompt in one round (the OpenThoughts3 / NeMo-Skills practice);
-- adaptive: `generation.sampling_budget` (first round 4, at most 16 per prompt, the next rounds
-  sized from the pass rate seen), with the default loop cut (`repetition_detection`);
-- adaptive, no loop cut: the same without `repetition_detection`.
+- adaptive: `generation.sampling_budget` as it ships (first round 4, at most 16 per prompt, the
+  next rounds sized from the pass rate seen and spread over `--rounds` rounds);
+- adaptive + floor: the same with the opt-in `give_up_below_pass_rate` (`--floor`): a prompt whose
+  pass rate is confidently below the floor is given up early. It trades the hardest prompts for cost.
 
-Every side runs the real rejection sampler (filters and the math verifier in worker processes) on
-one engine, loaded once. Teacher tokens are completion tokens. "At equal accepted rows" compares
+Every side runs the real rejection sampler (filters and the math verifier in worker processes) on one
+engine, loaded once, with the loop cut (`repetition_detection`, the product default unless
+`--loop-cut` says otherwise). Teacher tokens are completion tokens. "At equal accepted rows" compares
 the tokens each side had spent, going through the prompts in order, when it reached R accepted rows
-(R: the fewer of the two sides' totals). Goal: adaptive <= 0.5x fixed. Also printed: the share of
-completion tokens that went into samples finishing `length` or `repetition`, with and without the
-loop cut.
+(R: the fewer of the two sides' totals). The tokens-per-row ratio comes with a 90% interval from a
+paired bootstrap over prompts. Goal: adaptive <= 0.5x fixed.
 
-    python bench/budget.py [--prompts jobs/data/demo_prompts.jsonl] [--limit 21] [--max-tokens 256]
-                           [--first-round-n 4]
+Expected figures, free of the sampling noise of one run: each policy replayed many times on the fixed
+side's 16 samples per prompt, drawn in shuffled orders (the same real samples, the real
+`SamplingPolicy.round_n`), and an oracle that knows which prompts pass: it skips the prompts none of
+whose 16 samples passed and stops each other prompt at its first pass (no draw is wasted on a prompt
+that never passes, none is made after a pass; what is left is the price of a row itself).
+
+The loop cut: every request in which the engine cut a loop is sent again, same seed and n, without
+`repetition_detection`. A rerun that reproduces the cut text shows how far the loop would have run
+(the tokens the cut saved); the CPU backend's numerics depend on the batch, so some reruns take
+another path, and the line also gives the ceiling (every cut loop run to max_tokens). With the cut
+samples replaced by their reruns: the share of tokens in samples finishing `length` or `repetition`
+with and without the cut, and whether an uncut sample would have been accepted (a cut that cost a row).
+
+    python bench/budget.py [--prompts jobs/data/demo_prompts.jsonl] [--problem-field problem]
+                           [--answer-field answer] [--template T] [--limit 21] [--max-tokens 256] [--rounds 4]
+                           [--floor 0.2] [--loop-cut MIN,MAX,COUNT]
+e.g. on GSM8K rows (question, answer ending "#### 18"):
+    python bench/budget.py --prompts gsm8k.jsonl --problem-field question --limit 24
 """
 
 from __future__ import annotations
@@ -22,43 +39,81 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
+import statistics
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from distillery.operators.teachers.base import WASTED_FINISHES
+
+if TYPE_CHECKING:
+    from distillery.operators.select.rejection import PromptOutcome, RejectionSampler, SamplingPolicy
+    from distillery.operators.teachers.vllm_engine import VLLMTeacher
+    from distillery.schemas.records import Generation, Prompt
 
 ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = "{problem}\nPut your final answer within \\boxed{}."
+"""The demo job's prompt template."""
 FIXED_N = 16
 FIRST_ROUND_N = 4
 MAX_ROUNDS = 4
-WASTED_FINISHES = ("length", "repetition")
+"""As jobs/r1_800k.yaml: rounds cost latency, not tokens (a prompt's samples share its cached prefix)."""
+FLOOR = 0.2
+"""The opt-in floor of the third side: a prompt confidently below one pass in five is given up."""
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+INTERVAL = (0.05, 0.95)
+REPLAYS = 300
+"""Shuffled orders of the fixed side's samples per prompt, for the expected figures."""
 
 
 @dataclass
 class SideResult:
     name: str
-    tokens_per_prompt: list[int]
-    rows_per_prompt: list[int]
-    wasted_tokens: int
-    samples: int
+    outcomes: list[PromptOutcome]
     seconds: float
-    reasons: Counter[str]
-    """Why samples were not selected (the part of each rejection reason before its first colon)."""
-    finishes: Counter[str]
+    uncut: dict[str, Generation]
+    """Sample id -> the same sample drawn again without the loop cut (only samples that were cut)."""
+
+    def tokens_per_prompt(self, cut: bool = True) -> list[int]:
+        return [sum(self._tokens(s, cut) for s in o.samples) for o in self.outcomes]
+
+    def _tokens(self, sample: Generation, cut: bool) -> int:
+        return (sample if cut else self.uncut.get(sample.id, sample)).completion_tokens
+
+    @property
+    def rows_per_prompt(self) -> list[int]:
+        return [sum(s.selected for s in o.samples) for o in self.outcomes]
 
     @property
     def tokens(self) -> int:
-        return sum(self.tokens_per_prompt)
+        return sum(self.tokens_per_prompt())
 
     @property
     def rows(self) -> int:
         return sum(self.rows_per_prompt)
 
+    @property
+    def samples(self) -> list[Generation]:
+        return [s for o in self.outcomes for s in o.samples]
+
+    def wasted_share(self, cut: bool) -> float:
+        """Share of completion tokens in samples finishing `length` or `repetition`."""
+        wasted = 0
+        for sample in self.samples:
+            finish = (sample if cut else self.uncut.get(sample.id, sample)).finish_reason
+            wasted += self._tokens(sample, cut) if finish in WASTED_FINISHES else 0
+        total = sum(self.tokens_per_prompt(cut))
+        return wasted / total if total else 0.0
+
     def tokens_at_rows(self, rows: int) -> int:
         """Tokens spent, prompt by prompt in order, when `rows` accepted rows were reached."""
         spent = reached = 0
-        for tokens, got in zip(self.tokens_per_prompt, self.rows_per_prompt, strict=True):
+        for tokens, got in zip(self.tokens_per_prompt(), self.rows_per_prompt, strict=True):
             if reached >= rows:
                 break
             spent += tokens
@@ -66,7 +121,7 @@ class SideResult:
         return spent
 
 
-def _prompts(path: Path, limit: int) -> list[dict[str, str]]:
+def _gold_rows(path: Path, problem_field: str, answer_field: str, limit: int) -> list[dict[str, str]]:
     """Rows with a problem and an answer; others (the demo file has a malformed line on purpose) are skipped."""
     rows = []
     for line in path.read_text().splitlines():
@@ -74,35 +129,145 @@ def _prompts(path: Path, limit: int) -> list[dict[str, str]]:
             row = json.loads(line)
         except ValueError:
             continue
-        if isinstance(row, dict) and isinstance(row.get("problem"), str) and row.get("answer") is not None:
-            rows.append(row)
+        if isinstance(row, dict) and isinstance(row.get(problem_field), str) and row.get(answer_field) is not None:
+            rows.append({"problem": row[problem_field], "answer": str(row[answer_field])})
+    if not rows:
+        raise SystemExit(f"{path}: no row has a text field {problem_field!r} and a field {answer_field!r}")
     return rows[:limit]
 
 
-async def _side(name: str, sampler, prompts) -> SideResult:  # type: ignore[no-untyped-def]
+async def _side(name: str, sampler: RejectionSampler, prompts: list[Prompt]) -> SideResult:
     started = time.perf_counter()
     outcomes = await asyncio.gather(*(sampler.run(p) for p in prompts))
     seconds = time.perf_counter() - started
     print(f"{name}: done in {seconds:.0f} s", file=sys.stderr, flush=True)
-    wasted = sum(s.completion_tokens for o in outcomes for s in o.samples if s.finish_reason in WASTED_FINISHES)
-    return SideResult(
-        name,
-        [sum(s.completion_tokens for s in o.samples) for o in outcomes],
-        [sum(s.selected for s in o.samples) for o in outcomes],
-        wasted,
-        sum(len(o.samples) for o in outcomes),
-        seconds,
-        Counter((s.rejection_reason or "").split(":", 1)[0] for o in outcomes for s in o.samples if not s.selected),
-        Counter(s.finish_reason for o in outcomes for s in o.samples),
+    return SideResult(name, list(outcomes), seconds, {})
+
+
+async def _uncut(side: SideResult, sampler: RejectionSampler, teacher: VLLMTeacher) -> None:
+    """Draw each request with a cut sample again without the loop cut, into `side.uncut`."""
+    for outcome in side.outcomes:
+        rounds = sorted({s.round for s in outcome.samples if s.finish_reason == "repetition"})
+        for round_ in rounds:
+            drawn = [s for s in outcome.samples if s.round == round_]
+            response = await teacher.sample(
+                sampler.messages(outcome.prompt), n=len(drawn), seed=drawn[0].seed,
+                request_id=f"{outcome.prompt.id}-r{round_}-uncut",
+            )
+            if response.error is not None:
+                raise SystemExit(f"the uncut rerun of {outcome.prompt.id} round {round_} failed: {response.error}")
+            again = {c.index: c for c in response.completions}
+            for sample in (s for s in drawn if s.finish_reason == "repetition"):
+                completion = again[sample.index]
+                uncut = sampler.generation(outcome.prompt, round_, sample.seed, response.prompt_tokens, completion)
+                side.uncut[sample.id] = await sampler.assess(outcome.prompt, uncut)
+
+
+def _loop_cut_report(side: SideResult, max_tokens: int) -> str:
+    cut = [s for s in side.samples if s.finish_reason == "repetition"]
+    if not cut:
+        return f"{side.name}: no loop cut; share of tokens in length/repetition samples {side.wasted_share(True):.1%}"
+    # The CPU backend's numerics depend on the batch, so a rerun alone may leave the cut sample's path.
+    same = [s for s in cut if side.uncut[s.id].text.startswith(s.text)]
+    saved = sum(side.uncut[s.id].completion_tokens - s.completion_tokens for s in same)
+    finishes = Counter(side.uncut[s.id].finish_reason for s in same)
+    ceiling = sum(max_tokens - s.completion_tokens for s in cut)
+    accepted = sum(side.uncut[s.id].accepted for s in cut)
+    return (
+        f"{side.name}: {len(cut)} samples cut ({sum(s.completion_tokens for s in cut)} tokens); drawn again without "
+        f"the cut, {len(same)} reproduced the cut text and ran on by {saved} tokens (finishing {dict(finishes)}), "
+        f"{len(cut) - len(same)} took another path; {accepted} of the reruns would have been accepted; had every "
+        f"cut loop run to max_tokens, the cut saved {ceiling} tokens ({ceiling / (side.tokens + ceiling):.1%}). "
+        f"Share of tokens in length/repetition samples: {side.wasted_share(cut=True):.1%} with the loop cut, "
+        f"{side.wasted_share(cut=False):.1%} without (cut samples replaced by their reruns)"
     )
+
+
+def _per_row(tokens: list[int], rows: list[int], picks: list[int]) -> float:
+    got = sum(rows[i] for i in picks)
+    return sum(tokens[i] for i in picks) / got if got else float("nan")
+
+
+def _interval(side: SideResult, fixed: SideResult) -> tuple[float, float]:
+    """90% interval of (side tokens/row) / (fixed tokens/row), resampling prompts with replacement."""
+    rng = random.Random(BOOTSTRAP_SEED)
+    count = len(fixed.outcomes)
+    a_tokens, a_rows = side.tokens_per_prompt(), side.rows_per_prompt
+    f_tokens, f_rows = fixed.tokens_per_prompt(), fixed.rows_per_prompt
+    ratios = []
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        picks = [rng.randrange(count) for _ in range(count)]
+        ratio = _per_row(a_tokens, a_rows, picks) / _per_row(f_tokens, f_rows, picks)
+        if ratio == ratio:  # a resample with no fixed or no adaptive row has no ratio
+            ratios.append(ratio)
+    ratios.sort()
+    if not ratios:
+        return float("nan"), float("nan")
+    return ratios[int(INTERVAL[0] * len(ratios))], ratios[min(int(INTERVAL[1] * len(ratios)), len(ratios) - 1)]
+
+
+def _replayed(policy: SamplingPolicy, fixed: SideResult) -> tuple[float, float]:
+    """(tokens per row, rows per prompt) of `policy` drawing from the fixed side's samples of each
+    prompt in shuffled orders, expected over REPLAYS orders."""
+    rng = random.Random(BOOTSTRAP_SEED)
+    tokens = rows = 0
+    for _ in range(REPLAYS):
+        for outcome in fixed.outcomes:
+            pool = [(s.accepted, s.completion_tokens) for s in outcome.samples]
+            rng.shuffle(pool)
+            drawn = accepted = 0
+            for round_ in range(policy.max_rounds):
+                n = policy.round_n(FIXED_N, drawn, accepted, round_)
+                if n == 0 or drawn >= len(pool):
+                    break
+                taken = pool[drawn : drawn + n]
+                drawn += len(taken)
+                tokens += sum(t for _, t in taken)
+                accepted += sum(a for a, _ in taken)
+            rows += min(accepted, policy.keep_per_prompt)
+    return (tokens / rows if rows else float("nan")), rows / (REPLAYS * len(fixed.outcomes))
+
+
+def _oracle(fixed: SideResult) -> float:
+    """Tokens per row of an oracle on the fixed side's samples in shuffled orders: no draw for a prompt
+    none of whose samples passed, and a stop at each other prompt's first pass."""
+    rng = random.Random(BOOTSTRAP_SEED)
+    tokens = rows = 0
+    for _ in range(REPLAYS):
+        for outcome in fixed.outcomes:
+            pool = [(s.accepted, s.completion_tokens) for s in outcome.samples]
+            if not any(a for a, _ in pool):
+                continue
+            rng.shuffle(pool)
+            first = next(i for i, (a, _) in enumerate(pool) if a)
+            tokens += sum(t for _, t in pool[: first + 1])
+            rows += 1
+    return tokens / rows if rows else float("nan")
+
+
+def _loop_cut(text: str) -> dict[str, int] | None:
+    """`repetition_detection` from MIN_PATTERN,MAX_PATTERN,MIN_COUNT; None for off."""
+    if text == "off":
+        return None
+    low, high, count = (int(x) for x in text.split(","))
+    return {"min_pattern_size": low, "max_pattern_size": high, "min_count": count}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=Path, default=ROOT / "jobs" / "data" / "demo_prompts.jsonl")
+    parser.add_argument("--problem-field", default="problem", help="the column holding the problem")
+    parser.add_argument("--answer-field", default="answer", help="the gold (a worked solution's box or #### line)")
+    parser.add_argument("--template", default=TEMPLATE, help="the teacher's prompt template ({problem} is replaced)")
     parser.add_argument("--limit", type=int, default=21)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--first-round-n", type=int, default=FIRST_ROUND_N, help="the budget's first_round_n")
+    parser.add_argument("--rounds", type=int, default=MAX_ROUNDS, help="generation.max_rounds of the adaptive sides")
+    parser.add_argument("--floor", type=float, default=FLOOR, help="give_up_below_pass_rate of the third side")
+    parser.add_argument(
+        "--loop-cut", default=None,
+        help="repetition_detection as MIN_PATTERN,MAX_PATTERN,MIN_COUNT, or off; default: the product default",
+    )
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.2)
     args = parser.parse_args()
 
@@ -114,15 +279,20 @@ def main() -> None:
     from distillery.schemas.budget_config import SamplingBudgetConfig
     from distillery.schemas.filter_config import FiltersConfig
     from distillery.schemas.records import Prompt, prompt_id
-    from distillery.schemas.teacher_config import VLLMTeacherConfig
+    from distillery.schemas.teacher_config import SamplingConfig, VLLMTeacherConfig
     from distillery.schemas.verifier_config import VerificationConfig
 
-    rows = _prompts(args.prompts, args.limit)
+    rows = _gold_rows(args.prompts, args.problem_field, args.answer_field, args.limit)
     prompts = [
         Prompt(id=prompt_id(r["problem"], "bench"), source="bench", source_row=i, domain="math",
-               problem=r["problem"], answer=str(r["answer"]))
+               problem=r["problem"], answer=r["answer"])
         for i, r in enumerate(rows)
     ]
+    sampling: dict[str, object] = {
+        "n": FIXED_N, "temperature": 0.7, "top_p": 0.95, "max_tokens": args.max_tokens, "seed": 0
+    }
+    if args.loop_cut is not None:
+        sampling["repetition_detection"] = _loop_cut(args.loop_cut)
     config = VLLMTeacherConfig(
         model="bundled:smollm2-135m",
         dtype="bfloat16",
@@ -130,14 +300,19 @@ def main() -> None:
         gpu_memory_utilization=args.gpu_memory_utilization,
         enforce_eager=True,
         device="cpu",
-        prompt_template="{problem}\nPut your final answer within \\boxed{}.",
-        sampling={"n": FIXED_N, "temperature": 0.7, "top_p": 0.95, "max_tokens": args.max_tokens, "seed": 0},
+        prompt_template=args.template,
+        sampling=sampling,
     )
     chat = ChatFormat(prompt_template=config.prompt_template)
     budget = SamplingBudgetConfig(max_samples_per_prompt=FIXED_N, first_round_n=args.first_round_n)
+    floored = budget.model_copy(update={"give_up_below_pass_rate": args.floor})
     teacher = VLLMTeacher("smollm2", config)
-    cut_on = config.sampling
-    cut_off = config.sampling.model_copy(update={"repetition_detection": None})
+    uncut_sampling = SamplingConfig.model_validate({**config.sampling.model_dump(), "repetition_detection": None})
+    policies = {
+        "fixed n=16": SamplingPolicy(1, 1),
+        "adaptive": SamplingPolicy(1, args.rounds, budget),
+        f"adaptive + floor {args.floor:g}": SamplingPolicy(1, args.rounds, floored),
+    }
     try:
         with VerifierPool(VerificationConfig(workers=1, timeout_s=10)) as pool:
             filters = build_filters(FiltersConfig())
@@ -147,43 +322,74 @@ def main() -> None:
 
             async def all_sides() -> list[SideResult]:
                 # One event loop for all: the async engine belongs to the loop of its first request.
-                teacher.sampling = cut_on
-                fixed = await _side("fixed n=16", sampler(SamplingPolicy(1, 1)), prompts)
-                adaptive = await _side("adaptive", sampler(SamplingPolicy(1, MAX_ROUNDS, budget)), prompts)
-                teacher.sampling = cut_off
-                uncut = await _side("adaptive, no loop cut", sampler(SamplingPolicy(1, MAX_ROUNDS, budget)), prompts)
-                return [fixed, adaptive, uncut]
+                sides = [await _side(name, sampler(policy), prompts) for name, policy in policies.items()]
+                if config.sampling.repetition_detection is not None:
+                    teacher.sampling = uncut_sampling
+                    for side, policy in zip(sides, policies.values(), strict=True):
+                        await _uncut(side, sampler(policy), teacher)
+                return sides
 
             sides = asyncio.run(all_sides())
     finally:
         teacher.close()
 
-    fixed, adaptive, uncut = sides
+    fixed = sides[0]
+    detection = config.sampling.repetition_detection
     print(
-        f"{len(prompts)} prompts from {args.prompts}, max_tokens {args.max_tokens}, keep_per_prompt 1, "
-        f"budget: first round {args.first_round_n}, at most {FIXED_N} per prompt"
+        f"{len(prompts)} prompts from {args.prompts.name}, template {args.template!r}, max_tokens {args.max_tokens}, "
+        f"keep_per_prompt 1, "
+        f"budget: first round {args.first_round_n}, at most {FIXED_N} per prompt, {args.rounds} rounds; "
+        f"loop cut {detection.model_dump() if detection else 'off'}"
     )
-    print(f"{'side':<24}{'samples':>8}{'rows':>6}{'tokens':>9}{'tok/row':>9}{'wasted':>8}{'seconds':>9}")
+    print(
+        f"{'side':<24}{'samples':>8}{'rows':>6}{'tokens':>9}{'tok/row':>9}{'med tok/prompt':>15}"
+        f"{'wasted':>8}{'seconds':>9}"
+    )
     for side in sides:
         per_row = side.tokens / side.rows if side.rows else float("nan")
-        wasted = side.wasted_tokens / side.tokens if side.tokens else 0.0
         print(
-            f"{side.name:<24}{side.samples:>8}{side.rows:>6}{side.tokens:>9}{per_row:>9.0f}{wasted:>8.1%}"
-            f"{side.seconds:>9.1f}"
+            f"{side.name:<24}{len(side.samples):>8}{side.rows:>6}{side.tokens:>9}{per_row:>9.0f}"
+            f"{statistics.median(side.tokens_per_prompt()):>15.0f}{side.wasted_share(cut=True):>8.1%}{side.seconds:>9.1f}"
         )
     for side in sides:
-        print(f"{side.name}: not selected because {dict(side.reasons.most_common(6))}")
-        print(f"{side.name}: finish reasons {dict(side.finishes)}")
-    equal = min(fixed.rows, adaptive.rows)
-    if equal:
-        at_fixed, at_adaptive = fixed.tokens_at_rows(equal), adaptive.tokens_at_rows(equal)
+        reasons = Counter((s.rejection_reason or "").split(":", 1)[0] for s in side.samples if not s.selected)
+        print(f"{side.name}: not selected because {dict(reasons.most_common(6))}")
+        print(f"{side.name}: prompts {dict(Counter(o.status for o in side.outcomes))}")
+        print(f"{side.name}: finish reasons {dict(Counter(s.finish_reason for s in side.samples))}")
+    for side in sides[1:]:
+        equal = min(fixed.rows, side.rows)
+        if not equal:
+            print(f"{side.name}: no accepted rows to compare")
+            continue
+        at_fixed, at_side = fixed.tokens_at_rows(equal), side.tokens_at_rows(equal)
+        low, high = _interval(side, fixed)
+        per_row = (side.tokens / side.rows) / (fixed.tokens / fixed.rows)
         print(
-            f"at {equal} accepted rows: fixed {at_fixed / equal:.0f} tok/row, adaptive {at_adaptive / equal:.0f} "
-            f"tok/row; ratio adaptive/fixed {at_adaptive / at_fixed:.2f}x (goal <= 0.50x)"
+            f"{side.name}: at {equal} accepted rows fixed {at_fixed / equal:.0f} tok/row, {side.name} "
+            f"{at_side / equal:.0f} tok/row: ratio {at_side / at_fixed:.2f}x (goal <= 0.50x); "
+            f"tokens/row ratio {per_row:.2f}x, 90% interval {low:.2f}-{high:.2f}"
         )
-    for side in (adaptive, uncut):
-        share = side.wasted_tokens / side.tokens if side.tokens else 0.0
-        print(f"share of tokens in length/repetition samples, {side.name}: {share:.1%}")
+    fixed_per_row = fixed.tokens / fixed.rows if fixed.rows else float("nan")
+    # Replayed only: one sample a round, the fewest tokens rounds can buy (at the most latency).
+    one_by_one = budget.model_copy(update={"first_round_n": 1, "max_round_n": 1})
+    replayed = {
+        **policies,
+        f"one a round, {FIXED_N} rounds": SamplingPolicy(1, FIXED_N, one_by_one),
+        f"one a round + floor {args.floor:g}": SamplingPolicy(
+            1, FIXED_N, one_by_one.model_copy(update={"give_up_below_pass_rate": args.floor})
+        ),
+    }
+    for name, policy in replayed.items():
+        per_row, rows_per_prompt = _replayed(policy, fixed)
+        print(
+            f"expected, replaying the fixed side's samples: {name} {per_row:.0f} tok/row ({rows_per_prompt:.2f} rows "
+            f"per prompt), ratio {per_row / fixed_per_row:.2f}x"
+        )
+    oracle = _oracle(fixed)
+    print(f"oracle (no draw on a prompt that never passes, none after a pass): {oracle:.0f} tok/row, "
+          f"ratio {oracle / fixed_per_row:.2f}x")
+    for side in sides:
+        print(_loop_cut_report(side, args.max_tokens))
 
 
 if __name__ == "__main__":

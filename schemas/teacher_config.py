@@ -19,6 +19,8 @@ class RepetitionDetectionConfig(Section):
     The defaults are conservative: a run of one token must reach min_pattern_size x min_count
     (32) tokens and a looping sentence must come back whole four times, which legitimate reasoning
     practically never does; a looping trace is cut after a few repetitions, not at `max_tokens`.
+    A smaller min_pattern_size cuts numbers (digits are single tokens: "1240000"); a larger
+    max_pattern_size costs the scheduler CPU on every decoded token (vLLM tries each size).
     """
 
     min_pattern_size: int = Field(default=8, ge=1, description="shortest repeating pattern, in tokens")

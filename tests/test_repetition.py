@@ -1,7 +1,7 @@
-"""The loop cut and the thinking budget in the teacher sections: defaults, validation, and the
-pass-through to a `vllm serve` teacher's request body (a server the test starts on 127.0.0.1); a
-sample the server finished as `repetition` is rejected unverified. The real CPU engine's loop cut is
-in test_repetition_teacher.py."""
+"""The loop cut and the thinking budget in the teacher sections: defaults, validation, what the
+default cuts and does not cut by vLLM's own check, and the pass-through to a `vllm serve` teacher's
+request body (a server the test starts on 127.0.0.1); a sample the server finished as `repetition` is
+rejected unverified. The real CPU engine's loop cut is in test_repetition_teacher.py."""
 
 from __future__ import annotations
 
@@ -41,6 +41,34 @@ def test_loop_cut_is_on_by_default_and_the_thinking_budget_is_checked():
     VLLMTeacherConfig(model="m", engine_kwargs={"reasoning_parser": "deepseek_r1"}, sampling=budget)
     with pytest.raises(ValidationError, match="set server: vllm"):
         _openai("http://127.0.0.1:1/v1", sampling={"max_tokens": 200, "thinking_token_budget": 100})
+
+
+def _first_cut(tokens: list[int]) -> int | None:
+    """The number of tokens after which vLLM's scheduler ends a request under the default loop cut
+    (it checks after every token), or None."""
+    from vllm.v1.core.sched.utils import check_sequence_repetition
+
+    from distillery.operators.teachers.vllm_engine import repetition_detection
+
+    params = repetition_detection(SamplingConfig())
+    return next((t for t in range(1, len(tokens) + 1) if check_sequence_repetition(tokens[:t], params)), None)
+
+
+def test_the_default_cuts_loops_and_spares_legitimate_repetition():
+    sentence = list(range(100, 110))  # a 10-token sentence
+    assert _first_cut(sentence * 3 + [7] * 5) is None  # said three times: not a loop yet
+    assert _first_cut([1, 2, 3] + sentence * 6) == 3 + 40  # cut as its fourth time ends
+    assert _first_cut([5] * 31) is None and _first_cut([5] * 40) == 32  # one token: a run of 32
+    zeros = [0, 11] * 15  # "0 &" fifteen times (a row of a zero matrix): kept; sixteen: cut
+    assert _first_cut([*zeros, 12]) is None and _first_cut([0, 11] * 20) == 32
+    # Digits are tokens of their own: a number with many zeros is not a loop.
+    assert _first_cut([1, 2, 4] + [0] * 12 + [13]) is None
+    # What the small teacher does most when it rambles: near repeats with changing numbers (no cut;
+    # they end at max_tokens and the truncation filter rejects them).
+    steps = [t for k in range(12) for t in (200, 201, 300 + k, 202, 203, 204, 205, 206, 207)]
+    assert _first_cut(steps) is None
+    long_paragraph = list(range(1000, 1200))  # longer than max_pattern_size 128: not seen by the default
+    assert _first_cut(long_paragraph * 4) is None
 
 
 def test_a_vllm_server_gets_the_loop_cut_and_budget_and_a_cut_sample_is_rejected(server):  # noqa: F811

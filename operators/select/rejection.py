@@ -1,8 +1,9 @@
 """Adaptive rejection sampling for one prompt: sample n, verify and filter, resample while fewer than
 `keep_per_prompt` were accepted and rounds remain. Every sample is returned, accepted or not.
 
-With a sampling budget the n of each round is sized from the pass rate seen so far and what is still
-missing (`SamplingPolicy.round_n`); a sample the engine cut for repetition is rejected unverified.
+With a sampling budget the n of each round is sized from the pass rate seen so far, what is still
+missing and the rounds left (`SamplingPolicy.round_n`); a prompt whose pass rate is confidently below
+the budget's floor is given up early; a sample the engine cut for repetition is rejected unverified.
 
 This is an operator: it knows a `Teacher`, a `VerifierPool` and filters, and nothing of Ray. Many
 prompts run it concurrently on one event loop, so one prompt's verification overlaps the others'
@@ -19,7 +20,7 @@ from typing import Literal
 from distillery.operators.counters import CounterSet, OperatorCounters
 from distillery.operators.filters.base import SampleFilter
 from distillery.operators.select.general_policy import GENERAL_DOMAIN, GeneralPolicy
-from distillery.operators.teachers.base import Completion, Teacher
+from distillery.operators.teachers.base import REPETITION_FINISH, Completion, Teacher
 from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.operators.teachers.think_split import split_think
 from distillery.operators.verifiers.judge import LLMJudge
@@ -35,12 +36,11 @@ from distillery.schemas.records import (
     request_seed,
 )
 
-REPETITION_FINISH = "repetition"
-"""vLLM's finish reason for a request its repetition detection ended (a loop cut while decoding)."""
 PRIOR_ACCEPTED = 0.5
 PRIOR_DRAWN = 1.0
-"""The pass-rate estimate after `a` of `d` accepted is (a + 0.5) / (d + 1): a prompt at 0/4 is still
-thought to pass now and then, so it gets the rest of its budget rather than being dropped early."""
+"""The pass-rate estimate after `a` of `d` accepted is (a + 0.5) / (d + 1) (the mean under Jeffreys'
+prior): a prompt at 0/4 is still thought to pass now and then, so it gets further draws rather than
+being dropped on no evidence."""
 
 
 def at_least(k: int, n: int, rate: float) -> float:
@@ -56,6 +56,21 @@ def draws_for(missing: int, rate: float, confidence: float, cap: int) -> int:
     return cap
 
 
+def round_confidence(confidence: float, rounds_left: int) -> float:
+    """The chance one round must aim at so that `rounds_left` such rounds bring what is missing with
+    `confidence`: 1 - (1 - confidence) ** (1 / rounds_left). Spreading the draws over the rounds left
+    costs latency, not tokens (the samples of a prompt share its cached prefix), and a prompt that
+    passes early stops before drawing the rest."""
+    return 1.0 - (1.0 - confidence) ** (1.0 / rounds_left)
+
+
+def confidently_below(drawn: int, accepted: int, floor: float, confidence: float) -> bool:
+    """Whether `accepted` of `drawn` is confidently below a pass rate of `floor`: a prompt that truly
+    passed at `floor` would accept this few with probability at most 1 - confidence (a one-sided
+    binomial test)."""
+    return drawn > 0 and at_least(accepted + 1, drawn, floor) >= confidence
+
+
 @dataclass(frozen=True, slots=True)
 class SamplingPolicy:
     keep_per_prompt: int
@@ -63,20 +78,39 @@ class SamplingPolicy:
     budget: SamplingBudgetConfig | None = None
     """Adaptive n per round; None: the teacher's n every round."""
 
-    def round_n(self, fixed_n: int, drawn: int, accepted: int) -> int:
-        """Samples the next round draws; 0 when the prompt has enough or its budget is spent."""
+    def round_n(self, fixed_n: int, drawn: int, accepted: int, round_: int) -> int:
+        """Samples round `round_` (0-based) draws; 0 when the prompt has enough, its budget is spent
+        or it is below the budget's floor."""
         missing = self.keep_per_prompt - accepted
         if missing <= 0:
             return 0
         if self.budget is None:
             return fixed_n
         left = self.budget.max_samples_per_prompt - drawn
-        if left <= 0:
+        if left <= 0 or self.below_floor(drawn, accepted):
             return 0
+        cap = min(left, self.budget.max_round_n, self._draws_to_floor(drawn, accepted))
         if drawn == 0:
-            return min(self.budget.first_round_n, left)
+            return min(self.budget.first_round_n, cap)
         rate = (accepted + PRIOR_ACCEPTED) / (drawn + PRIOR_DRAWN)
-        return draws_for(missing, rate, self.budget.confidence, min(left, self.budget.max_round_n))
+        rounds_left = max(self.max_rounds - round_, 1)
+        return draws_for(missing, rate, round_confidence(self.budget.confidence, rounds_left), cap)
+
+    def below_floor(self, drawn: int, accepted: int) -> bool:
+        """The pass rate is confidently below the budget's `give_up_below_pass_rate` (never without one)."""
+        budget = self.budget
+        if budget is None or budget.give_up_below_pass_rate is None:
+            return False
+        return confidently_below(drawn, accepted, budget.give_up_below_pass_rate, budget.confidence)
+
+    def _draws_to_floor(self, drawn: int, accepted: int) -> int:
+        """Draws after which, with none of them accepted, the prompt would be below the floor: a round
+        never draws past that point (the budget's maximum without a floor)."""
+        assert self.budget is not None
+        for more in range(1, self.budget.max_samples_per_prompt - drawn + 1):
+            if self.below_floor(drawn + more, accepted):
+                return more
+        return self.budget.max_samples_per_prompt
 
     def too_easy(self, drawn: int, accepted: int) -> bool:
         """The first round passed more often than the budget's `skip_if_pass_rate_above`."""
@@ -84,7 +118,7 @@ class SamplingPolicy:
         return threshold is not None and drawn > 0 and accepted / drawn > threshold
 
 
-PromptStatus = Literal["met", "too_easy", "partial", "given_up", "error"]
+PromptStatus = Literal["met", "too_easy", "partial", "given_up", "below_floor", "error"]
 
 
 @dataclass(slots=True)
@@ -99,12 +133,13 @@ class PromptOutcome:
     """What the sampler, filters and verifiers decided about this prompt's samples."""
     status: PromptStatus = "met"
     """met: keep_per_prompt accepted; too_easy: skipped by its pass rate; partial: some accepted when
-    the budget ran out; given_up: none accepted in the whole budget."""
+    the budget ran out; given_up: none accepted in the whole budget; below_floor: none accepted when
+    its pass rate was confidently below the budget's `give_up_below_pass_rate`."""
 
 
 SAMPLER_COUNTERS = "rejection_sampling"
 BUDGET_COUNTERS = "sampling_budget"
-"""Per prompt: kept when it met keep_per_prompt, else dropped as too_easy, partial or given_up."""
+"""Per prompt: kept when it met keep_per_prompt, else dropped as too_easy, partial, given_up or below_floor."""
 
 
 def count_samples(samples: list[Generation]) -> CounterSet:
@@ -170,7 +205,8 @@ class RejectionSampler:
         self.counters = OperatorCounters(SAMPLER_COUNTERS)
         self.completion_tokens = 0
 
-    def _generation(self, prompt: Prompt, round_: int, seed: int, prompt_tokens: int, out: Completion) -> Generation:
+    def generation(self, prompt: Prompt, round_: int, seed: int, prompt_tokens: int, out: Completion) -> Generation:
+        """The record of one completion of a request of round `round_`, not yet assessed."""
         split = split_think(out.text)
         reasoning, answer, well_formed = split.reasoning, split.answer, split.well_formed
         if out.reasoning is not None:
@@ -196,7 +232,8 @@ class RejectionSampler:
             finish_reason=out.finish_reason,
         )
 
-    async def _assess(self, prompt: Prompt, sample: Generation) -> Generation:
+    async def assess(self, prompt: Prompt, sample: Generation) -> Generation:
+        """The sample with its filter results and verdicts, accepted or with the reason it is not."""
         if sample.finish_reason == REPETITION_FINISH:
             # A cut loop is never an answer: no filter or verifier (nor a judge request) is spent on it.
             reason = f"repetition: the engine cut a loop after {sample.completion_tokens} tokens"
@@ -253,7 +290,7 @@ class RejectionSampler:
         policy = self.policy
         drawn = accepted = 0
         for round_ in range(policy.max_rounds):
-            n = policy.round_n(self.teacher.sampling.n, drawn, accepted)
+            n = policy.round_n(self.teacher.sampling.n, drawn, accepted, round_)
             if n == 0:
                 break
             seed = request_seed(self.teacher.sampling.seed, prompt.id, round_)
@@ -263,10 +300,10 @@ class RejectionSampler:
                 outcome.failure = response.failure
                 break
             drawn_now = [
-                self._generation(prompt, round_, seed, response.prompt_tokens, c) for c in response.completions
+                self.generation(prompt, round_, seed, response.prompt_tokens, c) for c in response.completions
             ]
             self.completion_tokens += sum(s.completion_tokens for s in drawn_now)
-            judged = await asyncio.gather(*(self._assess(prompt, s) for s in drawn_now))
+            judged = await asyncio.gather(*(self.assess(prompt, s) for s in drawn_now))
             outcome.samples.extend(judged)
             drawn += len(judged)
             accepted += sum(s.accepted for s in judged)
@@ -274,7 +311,7 @@ class RejectionSampler:
                 outcome.status = "too_easy"
                 break
         if outcome.status != "too_easy":
-            outcome.status = self._status(outcome, accepted)
+            outcome.status = self._status(outcome, drawn, accepted)
         outcome.samples = self._select(outcome.samples, outcome.status == "too_easy", drawn, accepted)
         outcome.counters = count_samples(outcome.samples)
         if policy.budget is not None:
@@ -286,12 +323,14 @@ class RejectionSampler:
         self.counters = self.counters + outcome.counters.get(SAMPLER_COUNTERS)
         return outcome
 
-    def _status(self, outcome: PromptOutcome, accepted: int) -> PromptStatus:
+    def _status(self, outcome: PromptOutcome, drawn: int, accepted: int) -> PromptStatus:
         if accepted >= self.policy.keep_per_prompt:
             return "met"
         if outcome.error is not None:
             return "error"
-        return "partial" if accepted else "given_up"
+        if accepted:
+            return "partial"
+        return "below_floor" if self.policy.below_floor(drawn, accepted) else "given_up"
 
     def _select(self, samples: list[Generation], too_easy: bool, drawn: int, accepted: int) -> list[Generation]:
         """Mark the first `keep_per_prompt` accepted samples (in round, index order) as selected;

@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from distillery.schemas.records import FailureKind
 from distillery.schemas.teacher_config import SamplingConfig
 
+REPETITION_FINISH = "repetition"
+"""vLLM's finish reason for a request its repetition detection ended (a loop cut while decoding)."""
+WASTED_FINISHES = ("length", REPETITION_FINISH)
+"""Finish reasons whose tokens bought nothing: cut at max_tokens, or a loop the engine cut."""
+
 
 @dataclass(frozen=True, slots=True)
 class Completion:

@@ -20,19 +20,17 @@ import pyarrow.compute as pc
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from distillery.operators.teachers.base import REPETITION_FINISH, WASTED_FINISHES
 from distillery.schemas.teacher_config import TokenPrice
 
 SNAPSHOT_SECONDS = 5.0
 """How often the live figures are written to `RUN/progress.json`."""
 PLAIN_LINE_SECONDS = 10.0
 """How often a run without a terminal prints its progress lines."""
-WASTED_FINISHES = ("length", "repetition")
-"""Finish reasons whose tokens bought nothing: cut at max_tokens, or a loop the engine cut."""
 SAMPLE_COLUMNS = (
     "teacher", "domain", "round", "prompt_id", "accepted", "selected", "finish_reason", "prompt_tokens",
     "completion_tokens", "sampling",
 )
-REPETITION_FINISH = "repetition"
 
 
 @dataclass
