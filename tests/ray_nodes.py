@@ -33,17 +33,28 @@ NODE_PORT_FLAGS = (
 WORKER_PORTS = 40
 
 
+_HANDED_OUT: set[int] = set()
+"""Ports given out in this process: a port is free until its node binds it, so without this a later
+pick (a worker port range) could hand out a port already meant for another component."""
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def free_port_range(count: int) -> int:
-    """The first of `count` consecutive free ports."""
+    """The first of `count` consecutive free ports, none of them handed out before."""
     while True:
         first = free_port()
-        if first + count < 65000 and all(_is_free(p) for p in range(first, first + count)):
+        ports = range(first + 1, first + count)
+        if first + count < 65000 and all(p not in _HANDED_OUT and _is_free(p) for p in ports):
+            _HANDED_OUT.update(ports)
             return first
 
 

@@ -113,8 +113,8 @@ def test_vllm_errors_are_typed_by_whose_fault_they_are():
     assert failure_kind(RuntimeError("anything else")) == "transient"
 
 
-# The real engine: one prompt per shard and one shard in flight, so the engine is deterministic and a
-# kill lands between or inside requests, never after the last one.
+# The real engine: one prompt per shard and one shard in flight, so a kill lands between or inside
+# requests, never after the last one.
 REAL_ROWS = [
     {"id": "t1", "problem": "What is 2 + 3?", "answer": "5", "domain": "math"},
     {"id": "t2", "problem": "What is 6 times 7?", "answer": "42", "domain": "math"},
@@ -186,4 +186,6 @@ def test_killing_the_engine_mid_run_loses_nothing(tmp_path):
     assert _dead_letters(out) == []
     ours = _samples(out)
     assert len({r[0] for r in ours}) == len(ours)
-    assert ours == _samples(reference)  # same ids, seeds and texts as the uninterrupted run
+    # Same prompts, sample ids and seeds as the uninterrupted run; texts are not compared (vLLM's CPU
+    # kernels are not bitwise reproducible across engines, see test_teacher_integration).
+    assert [r[:3] for r in ours] == [r[:3] for r in _samples(reference)] and all(r[3] for r in ours)

