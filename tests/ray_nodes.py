@@ -87,6 +87,15 @@ class RayNode:
                 return child
         raise LookupError("this node has no raylet")
 
+    def lose(self) -> None:
+        """The node is gone at once: its raylet and every worker on it (the raylet's descendants) are
+        killed together, so no call running there can still finish and answer."""
+        processes = [self.raylet()]
+        processes += processes[0].children(recursive=True)
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
