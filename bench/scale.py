@@ -11,7 +11,8 @@ one a trace of `min-chars`..`max-chars` characters cut from the base problem's r
 (paragraphs resampled, reordered, joined by the hesitations real traces have) and a final answer,
 right for about two in three. The job replays them (`backend: replay`: no engine) through ingest,
 the prompt filter, verification, the R1 filters, journeys, response dedup (within a prompt and
-across the corpus) and the dataset writer, in a fresh process per size.
+across the corpus) and the dataset writer, in a fresh process per size; both filter stages check
+against a benchmark of a few base problems held out of the corpus.
 
 Prints per size: wall time, samples/s and samples/s per core, driver peak RSS (the `run_job`
 process's ru_maxrss), worker peak RSS (the largest Ray worker or verifier process, polled), rows
@@ -45,6 +46,9 @@ GPU_SAMPLES_PER_S = GPUS * GPU_TOKENS_PER_S / TOKENS_PER_SAMPLE
 RIGHT_SHARE = 0.65
 """Share of synthetic responses whose final answer is the gold one."""
 POLL_S = 0.5
+HELD_OUT = 10
+"""Base problems kept out of the corpus as the decontamination benchmark (prompts and answers are
+checked against them by n-grams and embeddings in both filter stages, as a real job's would be)."""
 OPENINGS = ("", "Solve: ", "Exercise. ", "Question: ", "Consider the following. ", "Compute the following. ")
 HESITATIONS = (
     "Wait, let me double-check that step.",
@@ -84,6 +88,9 @@ verification:
     math: {{type: math}}
 dedup:
   embedder: {{actors: {embed_actors}}}
+decontamination:
+  benchmarks:
+    - {{name: held_out, path: benchmark.jsonl, field: problem}}
 journey:
   enabled: true
   share: 0.1
@@ -96,8 +103,8 @@ journey:
 def load_cot(path: Path) -> list[dict]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     usable = [r for r in rows if r.get("question") and r.get("gt") and r.get("code")]
-    if not usable:
-        raise SystemExit(f"{path}: no row with `question`, `gt` and a non-empty `code` list")
+    if len(usable) <= HELD_OUT:
+        raise SystemExit(f"{path}: needs more than {HELD_OUT} rows with `question`, `gt` and a non-empty `code` list")
     return usable
 
 
@@ -130,8 +137,13 @@ def trace(pools: list[list[str]], base: int, target: int, rng: random.Random) ->
 
 
 def write_corpus(folder: Path, cot: list[dict], samples: int, per_prompt: int, lo: int, hi: int, seed: int) -> int:
-    """prompts.jsonl and recorded.jsonl, streamed (the corpus is never held whole); the prompt count."""
+    """prompts.jsonl, recorded.jsonl and benchmark.jsonl (the held-out problems), streamed (the
+    corpus is never held whole); the prompt count."""
     rng = random.Random(seed)
+    cot, held_out = cot[:-HELD_OUT], cot[-HELD_OUT:]
+    (folder / "benchmark.jsonl").write_text(
+        "".join(json.dumps({"id": f"b{k}", "problem": row["question"]}) + "\n" for k, row in enumerate(held_out))
+    )
     pools = [
         [
             p.strip()

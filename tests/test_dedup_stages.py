@@ -148,7 +148,11 @@ def sample(prompt: str, index: int, reasoning: str, answer: str, *, selected: bo
     )
 
 
-def test_response_filter_drops_near_duplicate_and_contaminated_samples(tmp_path: Path):
+@pytest.mark.parametrize("on_ray", [False, True], ids=["in-process", "ray-tasks"])
+def test_response_filter_drops_near_duplicate_and_contaminated_samples(tmp_path: Path, on_ray: bool, request):
+    if on_ray:
+        # The same stage with its per-file and global matching as Ray tasks (what a run does).
+        request.getfixturevalue("local_ray")
     run, job_path = make_run(tmp_path, DECONTAM + "dedup:\n  responses: {across_corpus_threshold: 0.95}\n")
     job = load_job(job_path)
     q1, q3, q6, q7 = (pid(PROMPTS[k]["problem"]) for k in (0, 2, 5, 6))

@@ -60,12 +60,16 @@ class Decontaminator:
         encode: Callable[[Sequence[str]], np.ndarray] | None,
         judge: ContaminationJudge | None = None,
         base_dir: Path | None = None,
+        judged_elsewhere: bool = False,
     ) -> Decontaminator:
         """Loads the benchmarks and builds the enabled detectors. The embedding detector needs `encode`
-        (texts -> unit vectors, e.g. `Embedder.encode`, or a caching wrapper of it)."""
-        if config.judge.enabled and judge is None:
+        (texts -> unit vectors, e.g. `Embedder.encode`, or a caching wrapper of it). judged_elsewhere:
+        these detectors only find matches (in a worker) and another decontaminator decides them with
+        the configured judge, so the judge's band of borderline matches is kept without a judge here."""
+        if config.judge.enabled and judge is None and not judged_elsewhere:
             raise ValueError("decontamination.judge is enabled but no judge (teacher) was given")
         judge = judge if config.judge.enabled else None
+        judged = judge is not None or (config.judge.enabled and judged_elsewhere)
         items = load_benchmarks(config.benchmarks, base_dir=base_dir)
         ngram = (
             NgramDetector(items, n=config.ngram.n, min_shared=config.ngram.min_shared, min_share=config.ngram.min_share)
@@ -80,7 +84,7 @@ class Decontaminator:
                 items,
                 encode([item.text for item in items]),
                 config.embedding,
-                floor=config.judge.low if judge is not None else None,
+                floor=config.judge.low if judged else None,
             )
         return cls(items, ngram=ngram, embedding=embedding, judge=judge, judge_per_item=config.judge.per_item)
 

@@ -49,12 +49,16 @@ class ExactDeduplicator:
         self.counters = OperatorCounters(self.name)
 
     def run(self, texts: Sequence[str], rank: np.ndarray) -> Representatives:
-        n = len(texts)
+        return self.run_keys([exact_key(t) for t in texts], rank)
+
+    def run_keys(self, keys: Sequence[str], rank: np.ndarray) -> Representatives:
+        """The same over the texts' `exact_key`s, computed wherever the texts are."""
+        n = len(keys)
         kept = np.ones(n, dtype=bool)
         duplicate_of = np.full(n, -1, dtype=np.int64)
         first: dict[str, int] = {}
         for row in np.argsort(rank, kind="stable").tolist():
-            key = exact_key(texts[row])
+            key = keys[row]
             if key in first:
                 kept[row] = False
                 duplicate_of[row] = first[key]

@@ -74,18 +74,15 @@ class EmbeddingActor:
 
 
 def cached_encoder(folder: Path, config: EmbedderConfig) -> Callable[[Sequence[str]], np.ndarray]:
-    """`encode(texts)` that keeps its result in `folder`, named by the model and the texts, so a
-    resumed stage does not embed the same benchmark items again."""
+    """`encode(texts)` that keeps its result in `folder` as an embedding unit, named by the model and
+    the texts, so a resumed stage does not embed the same benchmark items again. Embedded like every
+    unit (on the embedding actors when there are some): the driver need not load the model."""
 
     def encode(texts: Sequence[str]) -> np.ndarray:
         path = folder / f"{stable_hash('texts', embedder_key(config), *texts)}.parquet"
-        if path.exists():
-            return read_embeddings([path])[1]
-        from distillery.operators.dedup.embedder import shared_embedder
-
-        vectors = shared_embedder(config).encode(texts)
-        Units.commit(embedding_table([str(k) for k in range(len(texts))], vectors, config.model), path)
-        return vectors
+        unit = EmbeddingUnit(path, lambda: ([str(k) for k in range(len(texts))], list(texts)))
+        run_embedding_units([unit], config)
+        return read_embeddings([path])[1]
 
     return encode
 

@@ -27,7 +27,6 @@ RUN/decontam_audit/benchmark_embeddings/   the benchmark items' embeddings, shar
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,10 +39,9 @@ import pyarrow.parquet as pq
 
 from distillery.operators.counters import OperatorCounters
 from distillery.operators.decontam.decontaminator import Decontaminator
-from distillery.operators.dedup.deduplicator import NearDeduplicator, keep_order
-from distillery.operators.dedup.matching import CONTAMINATED, RowMatches, near_pass
+from distillery.operators.dedup.deduplicator import keep_order
+from distillery.operators.dedup.matching import CONTAMINATED, RowMatches
 from distillery.operators.dedup.neighbors import NeighborLinks, keep_first
-from distillery.operators.dedup.normalize import normalize_for_matching, number_signature
 from distillery.operators.teachers.base import Teacher
 from distillery.pipeline.run_directory import RunDirectory
 from distillery.pipeline.runtime.cpu_tasks import run_tasks
@@ -51,11 +49,16 @@ from distillery.pipeline.runtime.embedding_workers import (
     EmbeddingUnit,
     cached_encoder,
     embedder_key,
-    read_embeddings,
     run_embedding_units,
 )
 from distillery.pipeline.stages import filter_outputs
 from distillery.pipeline.stages.base import Stage, StageContext, StageResult
+from distillery.pipeline.stages.matching_tasks import (
+    benchmark_matches,
+    gather_vectors,
+    near_duplicates_task,
+    task_decontaminator,
+)
 from distillery.pipeline.stages.prompt_filter import build_judge, decontam_embedder
 from distillery.schemas.arrow import to_table
 from distillery.schemas.dedup_config import DecontaminationConfig, EmbedderConfig
@@ -66,6 +69,7 @@ log = logging.getLogger(__name__)
 STAGE = "response_filter"
 WITHIN_PROMPT = "near_duplicate_in_prompt"
 ACROSS_CORPUS = "near_duplicate_in_corpus"
+ACROSS_CORPUS_COUNTER = "across_corpus_dedup"
 TRACE_HEAD_CHARS = 700
 TRACE_TAIL_CHARS = 300
 QUESTION_CHARS = 600
@@ -144,20 +148,16 @@ def _questions(shards: Sequence[Path], prompt_ids: Sequence[str]) -> dict[str, s
     return questions
 
 
-class _RowQuestions(Sequence[str]):
-    """The question of each accepted row, read file by file: only the current file's prompts are in
-    memory. Callers read rows in increasing order (row passes, `near_pass`), so each file loads once."""
+class _FileQuestions:
+    """The questions of one samples file's accepted rows at a time, read from the prompt shards
+    that hold them: only the current file's prompts are in memory (each file is asked for in turn)."""
 
     def __init__(self, run: RunDirectory, accepted: _Accepted) -> None:
         self.accepted = accepted
         self.shard_paths = [run.prompt_shard(s) for s in run.prompt_shards()]
         self.shard_of = _prompt_shards(run)
-        self.starts = [start for start, _ in accepted.file_rows]
         self.file = -1
         self.questions: dict[str, str] = {}
-
-    def __len__(self) -> int:
-        return len(self.accepted.ids)
 
     def missing(self) -> list[str]:
         return sorted(set(self.accepted.prompt_ids) - set(self.shard_of))
@@ -174,27 +174,29 @@ class _RowQuestions(Sequence[str]):
             self.questions = _questions(self.shards_of_file(file), self.accepted.prompt_ids[start:stop])
         return self.questions
 
-    def __getitem__(self, row: int) -> str:  # type: ignore[override]
-        if not 0 <= row < len(self):
-            raise IndexError(row)
-        # The last file starting at or before the row: an empty file shares its start with the next.
-        file = bisect.bisect_right(self.starts, row) - 1
-        return self.of_file(file)[self.accepted.prompt_ids[row]]
 
-
-def ngram_unit(config: DecontaminationConfig, base_dir: Path, path: str, shards: list[Path]) -> dict[int, tuple]:
-    """Task: n-gram matches of one file's accepted rows (prompt and answer, full texts); `shards`:
-    the prompt shards holding its prompts. Returns {row in the file: (matches, the text)} for rows
-    with a match only."""
-    off = {"embedding": config.embedding.model_copy(update={"enabled": False})}
-    off["judge"] = config.judge.model_copy(update={"enabled": False})
-    decontaminator = Decontaminator.from_config(config.model_copy(update=off), encode=None, base_dir=base_dir)
-    table = pq.read_table(path, columns=["accepted", "prompt_id", "answer"]).filter(pc.field("accepted"))
+def decontam_unit(
+    config: DecontaminationConfig,
+    base_dir: Path,
+    benchmark_cache: Path,
+    embedder: EmbedderConfig,
+    path: str,
+    shards: list[Path],
+    embeddings: str | None,
+) -> dict[int, tuple]:
+    """Task: the benchmark matches of one file's accepted rows: n-grams over the full prompt and
+    answer, and (with `embeddings`, that file's corpus embedding unit) the embedding detector, whose
+    number check reads the question. `shards`: the prompt shards holding its prompts. Returns
+    {row in the file: (matches, the text, the question)} for rows with a match only."""
+    decontaminator = task_decontaminator(config, base_dir, benchmark_cache, embedder)
+    table = pq.read_table(path, columns=["accepted", "id", "prompt_id", "answer"]).filter(pc.field("accepted"))
     prompt_ids = table.column("prompt_id").to_pylist()
     questions = _questions(shards, prompt_ids)
     texts = [f"{questions[p]}\n\n{a}" for p, a in zip(prompt_ids, table.column("answer").to_pylist(), strict=True)]
-    found = decontaminator.ngram_matches(texts)
-    return {k: (matches, texts[k]) for k, matches in enumerate(found) if matches}
+    found = benchmark_matches(
+        decontaminator, texts, [questions[p] for p in prompt_ids], embeddings, table.column("id").to_pylist()
+    )
+    return {k: (matches, texts[k], questions[prompt_ids[k]]) for k, matches in enumerate(found) if matches}
 
 
 def _embed(
@@ -205,11 +207,12 @@ def _embed(
     config: EmbedderConfig,
     texts_of: Callable[[Path, int], list[str]],
     wanted: np.ndarray,
-) -> list[tuple[Path, np.ndarray]]:
-    """Embeds the rows marked in `wanted`, one unit per file: (embedding file, the rows it holds).
-    texts_of(path, start) -> the texts of that file's accepted rows (the first is row `start`)."""
+) -> dict[Path, tuple[Path, np.ndarray]]:
+    """Embeds the rows marked in `wanted`, one unit per file: file -> (its embedding unit, the rows
+    the unit holds); files without such rows have none. texts_of(path, start) -> the texts of that
+    file's accepted rows (the first is row `start`)."""
     folder = run.response_filter.embeddings(kind, embedder_key(config))
-    units, parts = [], []
+    units, parts = [], {}
     for path, (start, stop) in zip(files, accepted.file_rows, strict=True):
         rows = np.flatnonzero(wanted[start:stop])
         if not len(rows):
@@ -221,23 +224,9 @@ def _embed(
 
         # Named by table and file: a journey unit has its samples unit's name.
         units.append(EmbeddingUnit(folder / f"{path.parent.name}-{path.name}", texts))
-        parts.append((units[-1].output, start + rows))
+        parts[path] = (units[-1].output, start + rows)
     run_embedding_units(units, config)
     return parts
-
-
-def _matrix(parts: list[tuple[Path, np.ndarray]], accepted: _Accepted) -> np.ndarray:
-    """One matrix of every accepted row's vector (rows without one get zeros): the global view the
-    across-corpus search needs, 4 bytes a dimension a row and no texts."""
-    ids, vectors = read_embeddings([path for path, _ in parts])
-    position = {sample_id: k for k, sample_id in enumerate(ids)}
-    matrix = np.zeros((len(accepted.ids), vectors.shape[1] if len(vectors) else 1), dtype=np.float32)
-    for _, rows in parts:
-        for row in rows.tolist():
-            if accepted.ids[row] not in position:
-                raise RuntimeError(f"no embedding for sample {accepted.ids[row]}")
-            matrix[row] = vectors[position[accepted.ids[row]]]
-    return matrix
 
 
 def _within_prompt_links(
@@ -263,12 +252,7 @@ def within_prompt_unit(
 ) -> NeighborLinks:
     """The within-prompt links of one file's rows (a prompt's samples, and its journey traces, each
     sit in one file), from that file's embeddings; returned in the stage's row numbers."""
-    file_ids, vectors = read_embeddings([Path(embeddings)])
-    position = {sample_id: k for k, sample_id in enumerate(file_ids)}
-    missing = [i for i in ids if i not in position]
-    if missing:
-        raise RuntimeError(f"{embeddings}: no embedding for sample {missing[0]}")
-    local = vectors[[position[i] for i in ids]]
+    local = gather_vectors([embeddings], ids)
     links = _within_prompt_links(local, np.arange(len(ids)), groups, rank, threshold)
     return NeighborLinks(rows[links.item], rows[links.earlier], links.score)
 
@@ -291,7 +275,7 @@ def run_response_filter(
     accepted = _read_accepted(files)
     first_trace = accepted.file_rows[len(samples_files)][0] if len(files) > len(samples_files) else len(accepted.ids)
     groups = [p if row < first_trace else f"{p}/journey" for row, p in enumerate(accepted.prompt_ids)]
-    questions = _RowQuestions(run, accepted)
+    questions = _FileQuestions(run, accepted)
     orphans = questions.missing()
     if orphans:
         raise RuntimeError(f"{run.samples}: accepted samples of prompts missing from {run.prompts}: {orphans[:5]}")
@@ -308,38 +292,52 @@ def run_response_filter(
         texts = _read_texts(path, ["reasoning", "answer"])
         return [trace_slice(r, a) for r, a in zip(texts["reasoning"], texts["answer"], strict=True)]
 
-    corpus_vectors: dict[str, np.ndarray] = {}
+    corpus_parts: dict[str, dict[Path, tuple[Path, np.ndarray]]] = {}
 
-    def corpus_matrix(config: EmbedderConfig) -> np.ndarray:
+    def corpus_embeddings(config: EmbedderConfig) -> dict[Path, tuple[Path, np.ndarray]]:
+        """Every accepted row's corpus embedding, one unit per file: (unit, the rows it holds)."""
         key = embedder_key(config)
-        if key not in corpus_vectors:
-            parts = _embed(run, files, accepted, "corpus", config, corpus_texts, np.ones(n, bool))
-            corpus_vectors[key] = _matrix(parts, accepted)
-        return corpus_vectors[key]
+        if key not in corpus_parts:
+            corpus_parts[key] = _embed(run, files, accepted, "corpus", config, corpus_texts, np.ones(n, bool))
+        return corpus_parts[key]
 
     if decontam.enabled and decontam.responses and decontam.benchmarks and n:
         model = decontam_embedder(decontam, dedup.embedder)
+        # Built here first: it caches the benchmark embeddings the tasks read, and holds the judge.
         decontaminator = Decontaminator.from_config(
             decontam,
             encode=cached_encoder(run.benchmark_embeddings, model) if decontam.embedding.enabled else None,
             judge=build_judge(job, judge_teacher),
             base_dir=base_dir,
         )
-        vectors = corpus_matrix(model) if decontaminator.needs_vectors else None
-        found = decontaminator.embedding_matches(vectors, questions)
-        # N-grams see the whole prompt and answer: one task per file (a corpus of long traces is never
-        # held whole); texts come back only for rows with evidence.
-        full_texts: dict[int, str] = {}
+        units = corpus_embeddings(model) if decontaminator.needs_vectors else {}
+        # One task per file (a corpus of long traces is never held whole); texts come back only for
+        # rows with evidence.
         per_file = run_tasks(
-            ngram_unit, [(decontam, base_dir, str(path), questions.shards_of_file(k)) for k, path in enumerate(files)]
+            decontam_unit,
+            [
+                (
+                    decontam,
+                    base_dir,
+                    run.benchmark_embeddings,
+                    model,
+                    str(path),
+                    questions.shards_of_file(k),
+                    str(units[path][0]) if path in units else None,
+                )
+                for k, path in enumerate(files)
+            ],
         )
+        found: list[list] = [[] for _ in range(n)]
+        full_texts: dict[int, str] = {}
+        row_questions: dict[int, str] = {}
         for (start, _), hits in zip(accepted.file_rows, per_file, strict=True):
-            for k, (ngram, text) in hits.items():
-                found[start + k] = ngram + found[start + k]
+            for k, (evidence, text, question) in hits.items():
+                found[start + k] = evidence
                 full_texts[start + k] = text
-        for row in [r for r, matches in enumerate(found) if matches and r not in full_texts]:
-            full_texts[row] = f"{questions[row]}\n\n{_answer(files, accepted, row)}"
-        decisions = decontaminator.decide(found, questions.__getitem__)
+                row_questions[start + k] = question
+        # The judge is asked whether the question is the benchmark's problem.
+        decisions = decontaminator.decide(found, row_questions.__getitem__)
         matches.apply_contamination(range(n), decisions)
         matches.counters.add(decontaminator.counters)
         audit = decontaminator.audit_rows(STAGE, accepted.ids, decisions, lambda row: full_texts[row])
@@ -360,7 +358,7 @@ def run_response_filter(
                 within_prompt_unit,
                 [
                     (str(path), rows, [accepted.ids[r] for r in rows], [groups[r] for r in rows], rank[rows], threshold)
-                    for path, rows in parts
+                    for path, rows in parts.values()
                 ],
             )
             result = keep_first(n, NeighborLinks.concat(per_file), rank)
@@ -373,24 +371,27 @@ def run_response_filter(
         matches.counters.add(within)
 
     if dedup.enabled and dedup.responses.across_corpus and matches.alive.any():
-        deduplicator = NearDeduplicator(
-            dedup.responses.across_corpus_threshold, search=dedup.search, same_numbers=dedup.responses.same_numbers
-        )
-        deduplicator.counters.name = "across_corpus_dedup"
         rank = keep_order([not s for s in accepted.selected], accepted.prompt_ids, accepted.rounds, accepted.indexes)
-        near_pass(
-            matches,
-            deduplicator,
-            lambda rows: corpus_matrix(dedup.embedder)[rows],
-            rank,
-            # The numbers of each question, not the question: all `same_numbers` compares, and a
-            # few bytes a row where the questions would be the corpus's prompt texts.
-            texts=[number_signature(normalize_for_matching(q)) for q in questions]
-            if dedup.responses.same_numbers
-            else None,
-            groups=accepted.prompt_ids,
-            reason=ACROSS_CORPUS,
+        rows = matches.alive_rows()
+        alive_prompts = [accepted.prompt_ids[r] for r in rows.tolist()]
+        # The global view, in one task: the vectors of the rows alive, never the texts.
+        ((result, counters),) = run_tasks(
+            near_duplicates_task,
+            [
+                (
+                    [str(unit) for unit, _ in corpus_embeddings(dedup.embedder).values()],
+                    [accepted.ids[r] for r in rows.tolist()],
+                    rank[rows],
+                    dedup.responses.across_corpus_threshold,
+                    dedup.search,
+                    ACROSS_CORPUS_COUNTER,
+                    (list(map(str, questions.shard_paths)), alive_prompts) if dedup.responses.same_numbers else None,
+                    alive_prompts,
+                )
+            ],
         )
+        matches.apply_duplicates(rows, result, ACROSS_CORPUS)
+        matches.counters.add(counters)
 
     alive_rows = matches.alive_rows().tolist()
     kept = [KeptResponse(id=accepted.ids[r], prompt_id=accepted.prompt_ids[r]) for r in alive_rows]
@@ -399,12 +400,6 @@ def run_response_filter(
     return filter_outputs.commit(
         output, to_table(audit, DecontamAudit), to_table(dropped, DroppedResponse), matches.counters, samples=True
     )
-
-
-def _answer(files: Sequence[Path], accepted: _Accepted, row: int) -> str:
-    """One accepted row's answer (for the audit of a row only the embedding detector matched)."""
-    file = next(k for k, (start, stop) in enumerate(accepted.file_rows) if start <= row < stop)
-    return _read_texts(files[file], ["answer"])["answer"][row - accepted.file_rows[file][0]]
 
 
 def _dropped(accepted: _Accepted, matches: RowMatches, row: int) -> DroppedResponse:
