@@ -27,11 +27,21 @@ another path, and the line also gives the ceiling (every cut loop run to max_tok
 samples replaced by their reruns: the share of tokens in samples finishing `length` or `repetition`
 with and without the cut, and whether an uncut sample would have been accepted (a cut that cost a row).
 
+A 135M teacher passes few samples, so its runs mostly measure what finding out that a prompt never
+passes costs. `--recorded FILE` replays a real teacher's recorded responses instead (one row per
+prompt with a list of responses; no engine loads): the replay teacher, the R1 filters and the math
+verifier grade them, and every policy, fixed n=16 too, draws from each prompt's responses with
+replacement (a prompt's few recorded responses stand for its sample distribution; tokens are
+characters / 4, the same for every side).
+
     python bench/budget.py [--prompts jobs/data/demo_prompts.jsonl] [--problem-field problem]
                            [--answer-field answer] [--template T] [--limit 21] [--max-tokens 256] [--rounds 4]
                            [--floor 0.2] [--loop-cut MIN,MAX,COUNT]
 e.g. on GSM8K rows (question, answer ending "#### 18"):
     python bench/budget.py --prompts gsm8k.jsonl --problem-field question --limit 24
+and on Qwen2.5-Math's recorded MATH responses (`eval_rm_maj_example/math_cot_100.jsonl`, 8 a problem):
+    python bench/budget.py --recorded math_cot_100.jsonl --problem-field question --answer-field gt \
+                           --responses-field code --limit 100
 """
 
 from __future__ import annotations
@@ -136,6 +146,22 @@ def _gold_rows(path: Path, problem_field: str, answer_field: str, limit: int) ->
     return rows[:limit]
 
 
+def _prompts(rows: list[dict[str, str]]) -> list[Prompt]:
+    from distillery.schemas.records import Prompt, prompt_id
+
+    return [
+        Prompt(
+            id=prompt_id(r["problem"], "bench"),
+            source="bench",
+            source_row=i,
+            domain="math",
+            problem=r["problem"],
+            answer=r["answer"],
+        )
+        for i, r in enumerate(rows)
+    ]
+
+
 async def _side(name: str, sampler: RejectionSampler, prompts: list[Prompt]) -> SideResult:
     started = time.perf_counter()
     outcomes = await asyncio.gather(*(sampler.run(p) for p in prompts))
@@ -151,7 +177,9 @@ async def _uncut(side: SideResult, sampler: RejectionSampler, teacher: VLLMTeach
         for round_ in rounds:
             drawn = [s for s in outcome.samples if s.round == round_]
             response = await teacher.sample(
-                sampler.messages(outcome.prompt), n=len(drawn), seed=drawn[0].seed,
+                sampler.messages(outcome.prompt),
+                n=len(drawn),
+                seed=drawn[0].seed,
                 request_id=f"{outcome.prompt.id}-r{round_}-uncut",
             )
             if response.error is not None:
@@ -206,42 +234,62 @@ def _interval(side: SideResult, fixed: SideResult) -> tuple[float, float]:
     return ratios[int(INTERVAL[0] * len(ratios))], ratios[min(int(INTERVAL[1] * len(ratios)), len(ratios) - 1)]
 
 
-def _replayed(policy: SamplingPolicy, fixed: SideResult) -> tuple[float, float]:
-    """(tokens per row, rows per prompt) of `policy` drawing from the fixed side's samples of each
-    prompt in shuffled orders, expected over REPLAYS orders."""
+Pool = list[tuple[bool, int]]
+"""One prompt's samples as (accepted, completion tokens)."""
+
+
+def _pools(side: SideResult) -> list[Pool]:
+    return [[(s.accepted, s.completion_tokens) for s in o.samples] for o in side.outcomes]
+
+
+def _draw(pool: Pool, taken: int, n: int, rng: random.Random, with_replacement: bool) -> Pool:
+    """The next n draws from a prompt's samples: the next n of a shuffled pool, or n drawn with
+    replacement (a pool smaller than the budget stands for the prompt's sample distribution)."""
+    if with_replacement:
+        return [rng.choice(pool) for _ in range(n)]
+    return pool[taken : taken + n]
+
+
+def _replayed(policy: SamplingPolicy, pools: list[Pool], with_replacement: bool = False) -> tuple[float, float]:
+    """(tokens per row, rows per prompt) of `policy` drawing from each prompt's samples in shuffled
+    orders (or with replacement), expected over REPLAYS orders."""
     rng = random.Random(BOOTSTRAP_SEED)
     tokens = rows = 0
     for _ in range(REPLAYS):
-        for outcome in fixed.outcomes:
-            pool = [(s.accepted, s.completion_tokens) for s in outcome.samples]
+        for samples in pools:
+            pool = list(samples)
             rng.shuffle(pool)
             drawn = accepted = 0
             for round_ in range(policy.max_rounds):
                 n = policy.round_n(FIXED_N, drawn, accepted, round_)
-                if n == 0 or drawn >= len(pool):
+                if n == 0 or (drawn >= len(pool) and not with_replacement):
                     break
-                taken = pool[drawn : drawn + n]
+                taken = _draw(pool, drawn, n, rng, with_replacement)
                 drawn += len(taken)
                 tokens += sum(t for _, t in taken)
                 accepted += sum(a for a, _ in taken)
             rows += min(accepted, policy.keep_per_prompt)
-    return (tokens / rows if rows else float("nan")), rows / (REPLAYS * len(fixed.outcomes))
+    return (tokens / rows if rows else float("nan")), rows / (REPLAYS * len(pools))
 
 
-def _oracle(fixed: SideResult) -> float:
-    """Tokens per row of an oracle on the fixed side's samples in shuffled orders: no draw for a prompt
-    none of whose samples passed, and a stop at each other prompt's first pass."""
+def _oracle(pools: list[Pool], with_replacement: bool = False) -> float:
+    """Tokens per row of an oracle on each prompt's samples in shuffled orders (or drawn with
+    replacement): no draw for a prompt none of whose samples passed, and a stop at each other
+    prompt's first pass."""
     rng = random.Random(BOOTSTRAP_SEED)
     tokens = rows = 0
     for _ in range(REPLAYS):
-        for outcome in fixed.outcomes:
-            pool = [(s.accepted, s.completion_tokens) for s in outcome.samples]
-            if not any(a for a, _ in pool):
+        for samples in pools:
+            if not any(a for a, _ in samples):
                 continue
+            pool = list(samples)
             rng.shuffle(pool)
-            first = next(i for i, (a, _) in enumerate(pool) if a)
-            tokens += sum(t for _, t in pool[: first + 1])
-            rows += 1
+            for taken in range(FIXED_N * len(pool)):
+                accepted, spent = _draw(pool, taken, 1, rng, with_replacement)[0]
+                tokens += spent
+                if accepted:
+                    rows += 1
+                    break
     return tokens / rows if rows else float("nan")
 
 
@@ -251,6 +299,93 @@ def _loop_cut(text: str) -> dict[str, int] | None:
         return None
     low, high, count = (int(x) for x in text.split(","))
     return {"min_pattern_size": low, "max_pattern_size": high, "min_count": count}
+
+
+def _policies(args: argparse.Namespace, replayed: bool = False) -> dict[str, SamplingPolicy]:
+    """The sides: fixed n=16, the adaptive budget as it ships, and with the opt-in floor; replayed
+    only, also one sample a round (the fewest tokens rounds can buy, at the most latency)."""
+    from distillery.operators.select.rejection import SamplingPolicy
+    from distillery.schemas.budget_config import SamplingBudgetConfig
+
+    budget = SamplingBudgetConfig(max_samples_per_prompt=FIXED_N, first_round_n=args.first_round_n)
+    policies = {
+        f"fixed n={FIXED_N}": SamplingPolicy(1, 1),
+        "adaptive": SamplingPolicy(1, args.rounds, budget),
+        f"adaptive + floor {args.floor:g}": SamplingPolicy(
+            1, args.rounds, budget.model_copy(update={"give_up_below_pass_rate": args.floor})
+        ),
+    }
+    if replayed:
+        one_by_one = budget.model_copy(update={"first_round_n": 1, "max_round_n": 1})
+        policies[f"one a round, {FIXED_N} rounds"] = SamplingPolicy(1, FIXED_N, one_by_one)
+        policies[f"one a round + floor {args.floor:g}"] = SamplingPolicy(
+            1, FIXED_N, one_by_one.model_copy(update={"give_up_below_pass_rate": args.floor})
+        )
+    return policies
+
+
+def _print_replayed(
+    args: argparse.Namespace, pools: list[Pool], fixed_per_row: float, how: str, *, with_replacement: bool = False
+) -> None:
+    for name, policy in list(_policies(args, replayed=True).items())[1:]:
+        per_row, rows_per_prompt = _replayed(policy, pools, with_replacement)
+        print(
+            f"expected, {how}: {name} {per_row:.0f} tok/row ({rows_per_prompt:.2f} rows per prompt), "
+            f"ratio {per_row / fixed_per_row:.2f}x (goal <= 0.50x)"
+        )
+    oracle = _oracle(pools, with_replacement)
+    print(
+        f"oracle (no draw on a prompt that never passes, none after a pass): {oracle:.0f} tok/row, "
+        f"ratio {oracle / fixed_per_row:.2f}x"
+    )
+
+
+def _recorded(args: argparse.Namespace) -> None:
+    """--recorded: a real teacher's recorded responses (the replay teacher, the real filters and math
+    verifier grade them), each prompt's few responses standing for its sample distribution: every
+    policy draws from them with replacement, fixed n=16 too. No engine loads."""
+    from distillery.operators.filters.registry import build_filters
+    from distillery.operators.select.rejection import RejectionSampler, SamplingPolicy
+    from distillery.operators.teachers.chat_format import ChatFormat
+    from distillery.operators.teachers.replay import ReplayTeacher
+    from distillery.operators.verifiers.pool import VerifierPool
+    from distillery.schemas.filter_config import FiltersConfig
+    from distillery.schemas.teacher_config import ReplayTeacherConfig
+    from distillery.schemas.verifier_config import VerificationConfig
+
+    rows = _gold_rows(args.recorded, args.problem_field, args.answer_field, args.limit)
+    prompts = _prompts(rows)
+    config = ReplayTeacherConfig(
+        backend="replay",
+        path=str(args.recorded),
+        fields={"problem": args.problem_field, "responses": args.responses_field},
+        model=args.recorded.stem,
+    )
+    teacher = ReplayTeacher("recorded", config)
+    with VerifierPool(VerificationConfig(workers=1, timeout_s=10)) as pool:
+        sampler = RejectionSampler(
+            teacher, pool, build_filters(FiltersConfig()), SamplingPolicy(1, 1), ChatFormat(prompt_template="{problem}")
+        )
+
+        async def every_prompt() -> list[PromptOutcome]:
+            return list(await asyncio.gather(*(sampler.run(p) for p in prompts)))
+
+        outcomes = asyncio.run(every_prompt())
+    pools = [[(s.accepted, s.completion_tokens) for s in o.samples] for o in outcomes]
+    rates = [sum(a for a, _ in pool) / len(pool) for pool in pools if pool]
+    print(
+        f"{len(prompts)} prompts of {args.recorded.name}, {sum(map(len, pools))} recorded responses "
+        f"(tokens: characters / {config.chars_per_token:g}); pass rate per prompt: median "
+        f"{statistics.median(rates):.2f}, never passing {sum(r == 0 for r in rates)}, always passing "
+        f"{sum(r == 1 for r in rates)}; keep_per_prompt 1, budget: first round {args.first_round_n}, at most "
+        f"{FIXED_N} per prompt, {args.rounds} rounds"
+    )
+    fixed_per_row, fixed_rows = _replayed(SamplingPolicy(1, 1), pools, with_replacement=True)
+    print(
+        f"expected, drawing with replacement: fixed n={FIXED_N} {fixed_per_row:.0f} tok/row "
+        f"({fixed_rows:.2f} rows per prompt)"
+    )
+    _print_replayed(args, pools, fixed_per_row, "drawing with replacement", with_replacement=True)
 
 
 def main() -> None:
@@ -265,31 +400,40 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=MAX_ROUNDS, help="generation.max_rounds of the adaptive sides")
     parser.add_argument("--floor", type=float, default=FLOOR, help="give_up_below_pass_rate of the third side")
     parser.add_argument(
-        "--loop-cut", default=None,
+        "--loop-cut",
+        default=None,
         help="repetition_detection as MIN_PATTERN,MAX_PATTERN,MIN_COUNT, or off; default: the product default",
     )
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.2)
+    parser.add_argument(
+        "--recorded",
+        type=Path,
+        default=None,
+        help="JSONL of a real teacher's recorded responses, one row per prompt: replayed, no engine",
+    )
+    parser.add_argument("--responses-field", default="generations", help="with --recorded: the list of responses")
     args = parser.parse_args()
+    if args.recorded is not None:
+        _recorded(args)
+        return
 
     from distillery.operators.filters.registry import build_filters
-    from distillery.operators.select.rejection import RejectionSampler, SamplingPolicy
+    from distillery.operators.select.rejection import RejectionSampler
     from distillery.operators.teachers.chat_format import ChatFormat
     from distillery.operators.teachers.vllm_engine import VLLMTeacher
     from distillery.operators.verifiers.pool import VerifierPool
-    from distillery.schemas.budget_config import SamplingBudgetConfig
     from distillery.schemas.filter_config import FiltersConfig
-    from distillery.schemas.records import Prompt, prompt_id
     from distillery.schemas.teacher_config import SamplingConfig, VLLMTeacherConfig
     from distillery.schemas.verifier_config import VerificationConfig
 
     rows = _gold_rows(args.prompts, args.problem_field, args.answer_field, args.limit)
-    prompts = [
-        Prompt(id=prompt_id(r["problem"], "bench"), source="bench", source_row=i, domain="math",
-               problem=r["problem"], answer=r["answer"])
-        for i, r in enumerate(rows)
-    ]
+    prompts = _prompts(rows)
     sampling: dict[str, object] = {
-        "n": FIXED_N, "temperature": 0.7, "top_p": 0.95, "max_tokens": args.max_tokens, "seed": 0
+        "n": FIXED_N,
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "max_tokens": args.max_tokens,
+        "seed": 0,
     }
     if args.loop_cut is not None:
         sampling["repetition_detection"] = _loop_cut(args.loop_cut)
@@ -304,15 +448,9 @@ def main() -> None:
         sampling=sampling,
     )
     chat = ChatFormat(prompt_template=config.prompt_template)
-    budget = SamplingBudgetConfig(max_samples_per_prompt=FIXED_N, first_round_n=args.first_round_n)
-    floored = budget.model_copy(update={"give_up_below_pass_rate": args.floor})
     teacher = VLLMTeacher("smollm2", config)
     uncut_sampling = SamplingConfig.model_validate({**config.sampling.model_dump(), "repetition_detection": None})
-    policies = {
-        "fixed n=16": SamplingPolicy(1, 1),
-        "adaptive": SamplingPolicy(1, args.rounds, budget),
-        f"adaptive + floor {args.floor:g}": SamplingPolicy(1, args.rounds, floored),
-    }
+    policies = _policies(args)
     try:
         with VerifierPool(VerificationConfig(workers=1, timeout_s=10)) as pool:
             filters = build_filters(FiltersConfig())
@@ -370,24 +508,7 @@ def main() -> None:
             f"tokens/row ratio {per_row:.2f}x, 90% interval {low:.2f}-{high:.2f}"
         )
     fixed_per_row = fixed.tokens / fixed.rows if fixed.rows else float("nan")
-    # Replayed only: one sample a round, the fewest tokens rounds can buy (at the most latency).
-    one_by_one = budget.model_copy(update={"first_round_n": 1, "max_round_n": 1})
-    replayed = {
-        **policies,
-        f"one a round, {FIXED_N} rounds": SamplingPolicy(1, FIXED_N, one_by_one),
-        f"one a round + floor {args.floor:g}": SamplingPolicy(
-            1, FIXED_N, one_by_one.model_copy(update={"give_up_below_pass_rate": args.floor})
-        ),
-    }
-    for name, policy in replayed.items():
-        per_row, rows_per_prompt = _replayed(policy, fixed)
-        print(
-            f"expected, replaying the fixed side's samples: {name} {per_row:.0f} tok/row ({rows_per_prompt:.2f} rows "
-            f"per prompt), ratio {per_row / fixed_per_row:.2f}x"
-        )
-    oracle = _oracle(fixed)
-    print(f"oracle (no draw on a prompt that never passes, none after a pass): {oracle:.0f} tok/row, "
-          f"ratio {oracle / fixed_per_row:.2f}x")
+    _print_replayed(args, _pools(fixed), fixed_per_row, "replaying the fixed side's samples")
     for side in sides:
         print(_loop_cut_report(side, args.max_tokens))
 
