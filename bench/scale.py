@@ -14,12 +14,14 @@ the prompt filter, verification, the R1 filters, journeys, response dedup (withi
 across the corpus) and the dataset writer, in a fresh process per size; both filter stages check
 against a benchmark of a few base problems held out of the corpus.
 
-Prints per size: wall time, samples/s and samples/s per core, driver peak RSS (the `run_job`
-process's ru_maxrss), worker peak RSS (the largest Ray worker or verifier process, polled), rows
-written; then the growth from the smallest to the largest size in samples, time and driver RSS, and
-the driver's bytes per prompt (peak RSS growth over prompt growth). The comparison: a GPU cluster
-of 8 GPUs at 2,500 output tokens/s each with 6K-token samples makes 8 * 2500 / 6000 = 3.3 samples/s;
-the CPU stages keep up when samples/s exceeds that.
+Prints per size (samples: those of the prompts that reach generation; perturbed problems sometimes
+coincide, and ingest and the prompt filter drop the duplicates): wall time, samples/s and samples/s
+per core, driver peak RSS (the `run_job` process's ru_maxrss), worker peak RSS (the largest Ray
+worker or verifier process, polled), rows written; then the growth from the smallest to the
+largest size in samples, time and driver RSS, and the driver's bytes per prompt (peak RSS growth
+over prompt growth). The comparison: a GPU cluster of 8 GPUs at 2,500 output tokens/s each with
+6K-token samples makes 8 * 2500 / 6000 = 3.3 samples/s; the CPU stages keep up when samples/s
+exceeds that.
 """
 
 from __future__ import annotations
@@ -207,10 +209,12 @@ def run_one(job: Path) -> None:
     result = run_job(job)
     wall = time.perf_counter() - start
     rows = result.report.get("dataset", {})
+    generate = result.report.get("generate", {})
     print(
         json.dumps(
             {
                 "wall_s": wall,
+                "prompts_generated": generate.get("prompts_generated", 0) if isinstance(generate, dict) else 0,
                 "driver_peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 "rows": rows.get("rows", {}) if isinstance(rows, dict) else {},
             }
@@ -237,10 +241,13 @@ def measure(args: argparse.Namespace, cot: list[dict], size: int, folder: Path) 
     if process.returncode != 0:
         raise SystemExit(f"size {size}: the job failed (exit {process.returncode}); see {folder}/run/logs")
     figures = json.loads(out.strip().splitlines()[-1])
-    samples = prompts * args.samples_per_prompt
+    # Perturbed problems sometimes coincide: ingest and the prompt filter drop those, and only the
+    # prompts that reach generation have their samples replayed, verified, filtered and written.
+    samples = figures["prompts_generated"] * args.samples_per_prompt
     return {
         "samples": samples,
-        "prompts": prompts,
+        "corpus_samples": prompts * args.samples_per_prompt,
+        "prompts": figures["prompts_generated"],
         "wall_s": figures["wall_s"],
         "samples_per_s": samples / figures["wall_s"],
         "samples_per_s_core": samples / figures["wall_s"] / cores,
@@ -290,7 +297,8 @@ def main() -> None:
                 result = measure(args, cot, size, Path(temporary))
         results.append(result)
         print(
-            f"{result['samples']:>9} samples / {result['prompts']} prompts: {result['wall_s']:.0f} s, "
+            f"{result['samples']:>9} samples of {result['prompts']} prompts (of {result['corpus_samples']} in the "
+            f"corpus: duplicate prompts are dropped): {result['wall_s']:.0f} s, "
             f"{result['samples_per_s']:.1f} samples/s ({result['samples_per_s_core']:.1f} per core, "
             f"{result['samples_per_s'] / GPU_SAMPLES_PER_S:.1f}x the GPU rate), driver peak "
             f"{mib(result['driver_peak_rss'])}, worker peak {mib(result['worker_peak_rss'])}, rows {result['rows']}",
