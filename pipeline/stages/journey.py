@@ -81,7 +81,12 @@ class JourneyWorker:
     def ready(self) -> bool:
         return True
 
-    async def process_unit(self, prompts: pa.Table, samples: pa.Table, quotas: dict[str, int]) -> JourneyUnitResult:
+    async def process_unit(self, prompts_path: str, samples_path: str, quotas: dict[str, int]) -> JourneyUnitResult:
+        """One samples unit's traces; the actor reads the unit's planned samples and their prompts
+        itself, so their texts never pass through the driver."""
+        wanted = pa.array(sorted(quotas), pa.string())
+        samples = pq.read_table(samples_path).filter(pc.is_in(pc.field("prompt_id"), wanted))
+        prompts = pq.read_table(prompts_path).filter(pc.is_in(pc.field("id"), wanted))
         builder = JourneyBuilder(
             self.spec.config,
             self.verifiers,
@@ -213,19 +218,18 @@ class JourneyDispatch:
     def _submit(self, unit: str) -> ray.ObjectRef | None:
         """The unit's task, or None when none of its prompts is planned (its empty file is written here)."""
         run = self.context.run
-        samples = pq.read_table(run.samples_unit(unit))
-        wanted = pa.array(sorted(self.quotas), pa.string())
-        samples = samples.filter(pc.is_in(samples["prompt_id"], wanted))
-        quotas = {p: self.quotas[p] for p in set(samples["prompt_id"].to_pylist())}
+        # Only the prompt ids: the worker reads the texts.
+        prompt_ids = pq.read_table(run.samples_unit(unit), columns=["prompt_id"])["prompt_id"].to_pylist()
+        quotas = {p: self.quotas[p] for p in set(prompt_ids) if p in self.quotas}
         if not quotas:
             self._write(unit, JourneyUnitResult(to_table([], JourneySample), CounterSet()))
             return None
-        prompts = pq.read_table(run.prompts_of_unit(unit))
-        prompts = prompts.filter(pc.is_in(prompts["id"], wanted))
         key = self._worker_key(unit)
         if key not in self.workers:
             self.workers[key] = self._start(key)
-        return self.workers[key].process_unit.remote(prompts, samples, quotas)
+        return self.workers[key].process_unit.remote(
+            str(run.prompts_of_unit(unit)), str(run.samples_unit(unit)), quotas
+        )
 
     def run(self, units: list[str]) -> None:
         attempts = {u: 1 for u in units}
