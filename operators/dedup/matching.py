@@ -68,11 +68,12 @@ class RowMatches:
                 self.drop(row, CONTAMINATED, score=decision.match.score)
 
 
-def exact_pass(matches: RowMatches, texts: Sequence[str], rank: np.ndarray) -> None:
-    """Exact duplicates (after normalisation) among the alive rows; the first by `rank` is kept."""
+def exact_pass(matches: RowMatches, keys: Sequence[str], rank: np.ndarray) -> None:
+    """Exact duplicates among the alive rows by their `exact_key`s (computed wherever the texts are:
+    a caller that holds no texts gets them from tasks); the first by `rank` is kept."""
     rows = matches.alive_rows()
     deduplicator = ExactDeduplicator()
-    matches.apply_duplicates(rows, deduplicator.run([texts[r] for r in rows.tolist()], rank[rows]), EXACT_DUPLICATE)
+    matches.apply_duplicates(rows, deduplicator.run_keys([keys[r] for r in rows.tolist()], rank[rows]), EXACT_DUPLICATE)
     matches.counters.add(deduplicator.counters)
 
 

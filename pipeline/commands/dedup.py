@@ -161,12 +161,13 @@ def dedup_file(
     from distillery.operators.dedup.deduplicator import NearDeduplicator
     from distillery.operators.dedup.embedder import shared_embedder
     from distillery.operators.dedup.matching import RowMatches, exact_pass, near_pass
+    from distillery.operators.dedup.normalize import exact_key
 
     data_format(out)
     ids, texts = read_items(source, id_field, text_field)
     rank = np.arange(len(ids), dtype=np.int64)
     matches = RowMatches.of(len(ids))
-    exact_pass(matches, texts, rank)
+    exact_pass(matches, [exact_key(t) for t in texts], rank)
     if near:
         embedder = shared_embedder(config.embedder)
         deduplicator = NearDeduplicator(

@@ -42,8 +42,8 @@ from distillery.operators.counters import OperatorCounters
 from distillery.operators.decontam.decontaminator import Decontaminator
 from distillery.operators.decontam.judge import ContaminationJudge
 from distillery.operators.decontam.matches import Match
-from distillery.operators.dedup.deduplicator import ExactDeduplicator, NearDeduplicator, keep_order
-from distillery.operators.dedup.matching import CONTAMINATED, EXACT_DUPLICATE, NEAR_DUPLICATE, RowMatches
+from distillery.operators.dedup.deduplicator import NearDeduplicator, keep_order
+from distillery.operators.dedup.matching import CONTAMINATED, NEAR_DUPLICATE, RowMatches, exact_pass
 from distillery.operators.dedup.normalize import exact_key
 from distillery.operators.teachers.base import Teacher
 from distillery.pipeline.run_directory import RunDirectory
@@ -189,16 +189,6 @@ def _embed(run: RunDirectory, prompts: _Prompts, rows: np.ndarray, config: Embed
     return files
 
 
-def _exact_pass(matches: RowMatches, prompts: _Prompts, rank: np.ndarray) -> None:
-    """`matching.exact_pass` on keys computed in one task per shard (the keys, not the texts, come
-    back; they are let go when the pass ends)."""
-    keys = [key for shard in run_tasks(exact_keys_unit, [(path,) for path in prompts.shard_paths]) for key in shard]
-    rows = matches.alive_rows()
-    exact = ExactDeduplicator()
-    matches.apply_duplicates(rows, exact.run_keys([keys[r] for r in rows.tolist()], rank[rows]), EXACT_DUPLICATE)
-    matches.counters.add(exact.counters)
-
-
 def run_prompt_filter(
     job: JobConfig, run: RunDirectory, base_dir: Path, *, judge_teacher: Teacher | None = None
 ) -> StageResult:
@@ -216,7 +206,9 @@ def run_prompt_filter(
     audit: list[DecontamAudit] = []
 
     if dedup.enabled and dedup.prompts.exact:
-        _exact_pass(matches, prompts, rank)
+        # The keys, not the texts, come back from one task per shard.
+        shard_keys = run_tasks(exact_keys_unit, [(path,) for path in prompts.shard_paths])
+        exact_pass(matches, [key for keys in shard_keys for key in keys], rank)
 
     decontam_config = decontam_embedder(decontam, dedup.embedder)
     # Every prompt that survives exact dedup is embedded (once per model): the units then depend on
