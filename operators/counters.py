@@ -19,9 +19,9 @@ class OperatorCounters:
     dropped: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
 
-    def keep(self) -> None:
-        self.seen += 1
-        self.kept += 1
+    def keep(self, count: int = 1) -> None:
+        self.seen += count
+        self.kept += count
 
     def drop(self, reason: str) -> None:
         self.seen += 1

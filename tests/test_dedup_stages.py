@@ -14,6 +14,7 @@ from conftest import job_yaml, write_jsonl
 
 from distillery.pipeline.run_directory import RunDirectory, Units
 from distillery.pipeline.runtime.embedding_workers import EmbeddingUnit, read_embeddings, run_embedding_units
+from distillery.pipeline.stages import response_filter
 from distillery.pipeline.stages.ingest import run_ingest
 from distillery.pipeline.stages.prompt_filter import run_prompt_filter
 from distillery.pipeline.stages.response_filter import run_response_filter
@@ -149,11 +150,25 @@ def sample(prompt: str, index: int, reasoning: str, answer: str, *, selected: bo
 
 
 @pytest.mark.parametrize("on_ray", [False, True], ids=["in-process", "ray-tasks"])
-def test_response_filter_drops_near_duplicate_and_contaminated_samples(tmp_path: Path, on_ray: bool, request):
+def test_response_filter_drops_near_duplicate_and_contaminated_samples(
+    tmp_path: Path, on_ray: bool, request, monkeypatch: pytest.MonkeyPatch
+):
+    embedder = ""
     if on_ray:
-        # The same stage with its per-file and global matching as Ray tasks (what a run does).
+        # The same stage with its per-file and global matching as Ray tasks and its embedding on an
+        # actor (what a cluster run does).
         request.getfixturevalue("local_ray")
-    run, job_path = make_run(tmp_path, DECONTAM + "dedup:\n  responses: {across_corpus_threshold: 0.95}\n")
+        embedder = "  embedder: {actors: 1}\n"
+    read_in_driver: list[int] = []
+    reader = response_filter._accepted_rows
+
+    def recording(path: str, columns: list[str], rows: np.ndarray) -> pa.Table:
+        read_in_driver.append(len(rows))
+        return reader(path, columns, rows)
+
+    # Only the driver's module is patched: Ray's workers import their own.
+    monkeypatch.setattr(response_filter, "_accepted_rows", recording)
+    run, job_path = make_run(tmp_path, DECONTAM + "dedup:\n  responses: {across_corpus_threshold: 0.95}\n" + embedder)
     job = load_job(job_path)
     q1, q3, q6, q7 = (pid(PROMPTS[k]["problem"]) for k in (0, 2, 5, 6))
     samples = [
@@ -193,6 +208,8 @@ def test_response_filter_drops_near_duplicate_and_contaminated_samples(tmp_path:
         run.samples / "part-00001-t.parquet",
     )
     result = run_response_filter(job, run, tmp_path)
+    # On Ray no sample text is read in the driver: the actor reads the texts it embeds.
+    assert (read_in_driver == []) == on_ray
     dropped = {r["id"]: r for r in pq.read_table(run.path / "response_filter" / "dropped.parquet").to_pylist()}
     assert result.excluded_samples == set(dropped)
     assert {k: (r["reason"], r["duplicate_of"], r["benchmark_item"]) for k, r in dropped.items()} == {

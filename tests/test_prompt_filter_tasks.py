@@ -1,6 +1,6 @@
 """Stage 2's matching as tasks: the driver reads no prompt texts but those of the prompts it drops
-(and of embedding units not yet written), and the judge still hears the borderline matches the
-tasks find, on the same data as tests/test_dedup_stages.py."""
+(and, when it embeds them itself, those of embedding units not yet written), and the judge still
+hears the borderline matches the tasks find, on the same data as tests/test_dedup_stages.py."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ def dropped_rows(run_path: Path) -> dict[str, tuple]:
     return {r["id"]: (r["reason"], r["duplicate_of"], r["benchmark_item"], r["detector"]) for r in table}
 
 
+@pytest.mark.parametrize("actors", [0, 1], ids=["embedding-in-driver", "embedding-actor"])
 def test_on_ray_the_driver_reads_only_the_dropped_prompts_texts(
-    tmp_path: Path, local_ray, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, local_ray, monkeypatch: pytest.MonkeyPatch, actors: int
 ):
     read_in_driver: list[int] = []
     reader = prompt_filter.shard_problems
@@ -36,7 +37,7 @@ def test_on_ray_the_driver_reads_only_the_dropped_prompts_texts(
 
     # Only the driver's module is patched: the Ray workers that run the tasks import their own.
     monkeypatch.setattr(prompt_filter, "shard_problems", recording)
-    run, job_path = make_run(tmp_path, DECONTAM)
+    run, job_path = make_run(tmp_path, DECONTAM + f"dedup:\n  embedder: {{actors: {actors}}}\n")
     job = load_job(job_path)
     run_prompt_filter(job, run, tmp_path)
     assert dropped_rows(run.path) == {
@@ -45,9 +46,10 @@ def test_on_ray_the_driver_reads_only_the_dropped_prompts_texts(
         BY_ROW["q4"]: ("contaminated", None, "b1", "embedding"),
         BY_ROW["q5"]: ("contaminated", None, "b3", "ngram"),
     }
-    # Shards of 3: one embedding unit per shard (the 6 prompts left after exact dedup), then the
-    # dropped prompts of shards 0 and 1 (q2, q3 and q4, q5): the matching read its texts elsewhere.
-    assert read_in_driver == [2, 3, 1, 2, 2]
+    # Shards of 3: embedded in the driver, one unit per shard (the 6 prompts left after exact
+    # dedup); an actor reads its units' problems itself. Then the dropped prompts of shards 0 and 1
+    # (q2, q3 and q4, q5): the matching read its texts elsewhere.
+    assert read_in_driver == ([2, 3, 1] if actors == 0 else []) + [2, 2]
 
     first = pq.read_table(run.path / "prompt_filter" / "dropped.parquet")
     (run.path / "prompt_filter" / "dropped.parquet").unlink()

@@ -111,9 +111,14 @@ class Decontaminator:
         embedding = self.embedding_matches(vectors, texts)
         return self.decide([a + b for a, b in zip(ngram, embedding, strict=True)], texts.__getitem__)
 
-    def decide(self, matches: Sequence[list[Match]], text_of: Callable[[int], str]) -> list[Decision]:
+    def decide(
+        self, matches: Sequence[list[Match]], text_of: Callable[[int], str], *, unmatched: int = 0
+    ) -> list[Decision]:
         """matches[i]: the detectors' matches of text i. text_of(i) is only called for texts that go
-        to the judge, so callers that stream can fetch those few texts late."""
+        to the judge, so callers that stream can fetch those few texts late. unmatched: texts the
+        caller left out of `matches` because no detector matched them (clean: counted as kept), so
+        a large corpus needs decisions only for its few matched rows."""
+        self.counters.keep(unmatched)
         decisions = [Decision(evidence=list(found)) for found in matches]
         if self.judge is not None:
             self._judge_borderline(decisions, text_of)

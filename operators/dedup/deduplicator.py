@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from distillery.operators.counters import OperatorCounters
 from distillery.operators.dedup.neighbors import NeighborSearch, Representatives, keep_first
@@ -17,11 +19,17 @@ from distillery.operators.dedup.normalize import exact_key, normalize_for_matchi
 from distillery.schemas.dedup_config import VectorSearchConfig
 
 
-def keep_order(*keys: Sequence[object]) -> np.ndarray:
-    """rank[i] = position of row i when rows are sorted by the keys (first key most significant)."""
-    order = sorted(range(len(keys[0])), key=lambda i: tuple(k[i] for k in keys))
+def keep_order(*keys: Sequence[object] | np.ndarray | pa.Array) -> np.ndarray:
+    """rank[i] = position of row i when rows are sorted by the keys (first key most significant,
+    ties in row order). Sorted as columns (no per-row tuples: a stage ranks a million samples)."""
+    if len(keys[0]) == 0:
+        return np.zeros(0, dtype=np.int64)
+    # Dense ranks give every key type (strings, bools, numbers) one integer order; Arrow compares
+    # strings by their UTF-8 bytes, which is the order of Python's str comparison.
+    columns = [np.asarray(pc.rank(k if isinstance(k, pa.Array) else pa.array(k), tiebreaker="dense")) for k in keys]
+    order = np.lexsort(columns[::-1])
     rank = np.empty(len(order), dtype=np.int64)
-    rank[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
     return rank
 
 

@@ -3,8 +3,9 @@
 A unit is done iff its file exists (written under a temporary name, then renamed), so a rerun
 embeds only what is missing. Units run in the driver, batch by batch, or, with
 `embedder.actors > 0` on a running Ray instance, on a pool of embedding actors (each loads the
-model once; `num_gpus` puts them on GPUs). The driver hands each actor one shard's texts at a
-time, so at most a few shards are in memory whatever the corpus size.
+model once; `num_gpus` puts them on GPUs). A unit names the function that reads its texts, and
+an actor reads its own unit's: with actors the texts never pass through the driver; in the driver
+one shard's texts are in memory at a time, whatever the corpus size.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -24,11 +26,19 @@ from distillery.schemas.records import stable_hash
 MODEL_KEY = b"distillery.embedding_model"
 
 
+TextsReader = Callable[..., tuple[list[str], list[str]]]
+
+
 @dataclass(frozen=True, slots=True)
 class EmbeddingUnit:
     output: Path
-    texts: Callable[[], tuple[list[str], list[str]]]
-    """Reads the shard and returns (ids, texts to embed); called only when the unit is not done."""
+    read: TextsReader
+    """read(*args) -> (ids, texts to embed), reading the shard; called only when the unit is not
+    done, where the unit is embedded. A module-level function (Ray sends it by name) with small args."""
+    args: tuple[Any, ...] = ()
+
+    def texts(self) -> tuple[list[str], list[str]]:
+        return self.read(*self.args)
 
 
 def embedder_key(config: EmbedderConfig) -> str:
@@ -68,9 +78,14 @@ class EmbeddingActor:
 
         self.embedder = Embedder(config)
 
-    def embed_to_file(self, output: str, ids: list[str], texts: list[str]) -> str:
-        Units.commit(embedding_table(ids, self.embedder.encode(texts), self.embedder.name), Path(output))
-        return output
+    def embed_unit(self, unit: EmbeddingUnit) -> Path:
+        ids, texts = unit.texts()
+        Units.commit(embedding_table(ids, self.embedder.encode(texts), self.embedder.name), unit.output)
+        return unit.output
+
+
+def _numbered(texts: list[str]) -> tuple[list[str], list[str]]:
+    return [str(k) for k in range(len(texts))], texts
 
 
 def cached_encoder(folder: Path, config: EmbedderConfig) -> Callable[[Sequence[str]], np.ndarray]:
@@ -80,7 +95,7 @@ def cached_encoder(folder: Path, config: EmbedderConfig) -> Callable[[Sequence[s
 
     def encode(texts: Sequence[str]) -> np.ndarray:
         path = folder / f"{stable_hash('texts', embedder_key(config), *texts)}.parquet"
-        unit = EmbeddingUnit(path, lambda: ([str(k) for k in range(len(texts))], list(texts)))
+        unit = EmbeddingUnit(path, _numbered, (list(texts),))
         run_embedding_units([unit], config)
         return read_embeddings([path])[1]
 
@@ -118,8 +133,7 @@ def _run_on_actors(pending: Sequence[EmbeddingUnit], config: EmbedderConfig) -> 
         while queue or running:
             while queue and idle:
                 unit, actor = queue.pop(0), idle.pop()
-                ids, texts = unit.texts()
-                running[actor.embed_to_file.remote(str(unit.output), ids, texts)] = actor
+                running[actor.embed_unit.remote(unit)] = actor
             done, _ = ray.wait(list(running), num_returns=1)
             for ref in done:
                 idle.append(running.pop(ref))

@@ -64,23 +64,36 @@ def number_signatures(prompt_shards: Sequence[str], prompt_ids: Sequence[str]) -
     return [signature[p] for p in prompt_ids]
 
 
+Strings = Sequence[str] | pa.Array
+"""Row-aligned strings; a caller that holds them as an Arrow column sends it as is (compact)."""
+
+
+def _listed(values: Strings) -> Sequence[str]:
+    return values.to_pylist() if isinstance(values, pa.Array) else values
+
+
 def near_duplicates_task(
     files: Sequence[str],
-    ids: Sequence[str],
+    ids: Strings,
     rank: np.ndarray,
     threshold: float,
     search: VectorSearchConfig,
     counter_name: str,
-    numbers_of: tuple[Sequence[str], Sequence[str]] | None = None,
-    groups: Sequence[str] | None = None,
+    numbers_of: tuple[Sequence[str], Strings] | None = None,
+    groups: Strings | None = None,
 ) -> tuple[Representatives, OperatorCounters]:
     """Near duplicates among the rows `ids` (their vectors in `files`); `rank` decides the
     representatives. numbers_of: (prompt shards, each row's prompt id) when duplicates must also
     share their prompt's numbers. groups: rows of one group are never each other's duplicates."""
     deduplicator = NearDeduplicator(threshold, search=search, same_numbers=numbers_of is not None)
     deduplicator.counters.name = counter_name
-    texts = number_signatures(*numbers_of) if numbers_of is not None else None
-    result = deduplicator.run(gather_vectors(files, ids), keep_order(rank.tolist()), texts=texts, groups=groups)
+    texts = number_signatures(numbers_of[0], _listed(numbers_of[1])) if numbers_of is not None else None
+    result = deduplicator.run(
+        gather_vectors(files, _listed(ids)),
+        keep_order(rank),
+        texts=texts,
+        groups=_listed(groups) if groups is not None else None,
+    )
     return result, deduplicator.counters
 
 

@@ -145,6 +145,11 @@ def shard_problems(shard: str, positions: Sequence[int]) -> list[str]:
     return problems.take(pa.array(positions, pa.int64())).to_pylist()
 
 
+def shard_problems_of(shard: str, ids: list[str], positions: Sequence[int]) -> tuple[list[str], list[str]]:
+    """Embedding-unit reader: (ids, problems) of the prompts at `positions` of one shard."""
+    return ids, shard_problems(shard, positions)
+
+
 def exact_keys_unit(shard: str) -> list[str]:
     """Task: the `exact_key` of every problem of one prompt shard, in row order."""
     return [exact_key(p) for p in pq.read_table(shard, columns=["problem"]).column("problem").to_pylist()]
@@ -178,11 +183,7 @@ def _embed(run: RunDirectory, prompts: _Prompts, rows: np.ndarray, config: Embed
         path = prompts.shard_paths[number]
         ids, positions = [prompts.ids[r] for r in members], prompts.positions(number, members)
         output = folder / Path(path).name
-
-        def texts(path: str = path, ids: list[str] = ids, positions: list[int] = positions) -> tuple[list, list]:
-            return ids, shard_problems(path, positions)
-
-        units.append(EmbeddingUnit(output, texts))
+        units.append(EmbeddingUnit(output, shard_problems_of, (path, ids, positions)))
         files[number] = str(output)
     embedded = run_embedding_units(units, config)
     log.info("prompt filter: embedded %d of %d shards", embedded, len(units))

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ from distillery.pipeline.run_directory import RunDirectory
 from distillery.pipeline.runtime.cpu_tasks import run_tasks
 from distillery.pipeline.runtime.embedding_workers import (
     EmbeddingUnit,
+    TextsReader,
     cached_encoder,
     embedder_key,
     run_embedding_units,
@@ -60,7 +61,7 @@ from distillery.pipeline.stages.matching_tasks import (
     task_decontaminator,
 )
 from distillery.pipeline.stages.prompt_filter import build_judge, decontam_embedder
-from distillery.schemas.arrow import to_table
+from distillery.schemas.arrow import arrow_schema, to_table
 from distillery.schemas.dedup_config import DecontaminationConfig, EmbedderConfig
 from distillery.schemas.dedup_records import DecontamAudit, DroppedResponse, KeptResponse
 from distillery.schemas.job import JobConfig
@@ -98,35 +99,76 @@ class ResponseFilterStage(Stage):
 
 @dataclass
 class _Accepted:
-    """The accepted samples, row-aligned; texts are read per file when needed, never all at once."""
+    """The accepted samples, row-aligned, as columns (ids as Arrow strings, the rest numpy): a few
+    dozen bytes a sample, where Python lists of strings took hundreds. Texts are read per file when
+    needed, never all at once."""
 
-    ids: list[str] = field(default_factory=list)
-    prompt_ids: list[str] = field(default_factory=list)
-    rounds: list[int] = field(default_factory=list)
-    indexes: list[int] = field(default_factory=list)
-    selected: list[bool] = field(default_factory=list)
-    file_rows: list[tuple[int, int]] = field(default_factory=list)
+    ids: pa.Array
+    prompt_ids: pa.Array
+    rounds: np.ndarray
+    indexes: np.ndarray
+    selected: np.ndarray
+    file_rows: list[tuple[int, int]]
     """(start, stop) of each samples file's rows."""
+
+    def prompts_of_file(self, file: int) -> list[str]:
+        start, stop = self.file_rows[file]
+        return self.prompt_ids[start:stop].to_pylist()
+
+
+_ACCEPTED_COLUMNS = {
+    "id": pa.string(),
+    "prompt_id": pa.string(),
+    "round": pa.int64(),
+    "index": pa.int64(),
+    "selected": pa.bool_(),
+}
 
 
 def _read_accepted(files: Sequence[Path]) -> _Accepted:
-    accepted = _Accepted()
+    tables, file_rows, start = [], [], 0
     for path in files:
-        table = pq.read_table(path, columns=["id", "prompt_id", "round", "index", "accepted", "selected"])
-        table = table.filter(pc.field("accepted"))
-        start = len(accepted.ids)
-        accepted.ids += table.column("id").to_pylist()
-        accepted.prompt_ids += table.column("prompt_id").to_pylist()
-        accepted.rounds += table.column("round").to_pylist()
-        accepted.indexes += table.column("index").to_pylist()
-        accepted.selected += table.column("selected").to_pylist()
-        accepted.file_rows.append((start, len(accepted.ids)))
-    return accepted
+        table = pq.read_table(path, columns=[*_ACCEPTED_COLUMNS, "accepted"]).filter(pc.field("accepted"))
+        tables.append(table.select(list(_ACCEPTED_COLUMNS)).cast(pa.schema(_ACCEPTED_COLUMNS)))
+        file_rows.append((start, start + table.num_rows))
+        start += table.num_rows
+    columns = pa.concat_tables(tables) if tables else pa.schema(_ACCEPTED_COLUMNS).empty_table()
+
+    def column(name: str) -> pa.Array:
+        return columns.column(name).combine_chunks()
+
+    return _Accepted(
+        column("id"),
+        column("prompt_id"),
+        column("round").to_numpy(),
+        column("index").to_numpy(),
+        column("selected").to_numpy(zero_copy_only=False),
+        file_rows,
+    )
 
 
-def _read_texts(path: Path, columns: list[str]) -> dict[str, list[str]]:
-    table = pq.read_table(path, columns=["accepted", *columns]).filter(pc.field("accepted"))
-    return {name: table.column(name).to_pylist() for name in columns}
+def _accepted_rows(path: str, columns: list[str], rows: np.ndarray) -> pa.Table:
+    """`columns` of one samples file's accepted rows at `rows` (positions among its accepted rows)."""
+    return pq.read_table(path, columns=["accepted", *columns]).filter(pc.field("accepted")).take(rows)
+
+
+def corpus_texts_of(path: str, rows: np.ndarray, shards: list[Path]) -> tuple[list[str], list[str]]:
+    """Embedding-unit reader: (ids, corpus texts) of one file's accepted rows at `rows`; `shards`:
+    the prompt shards holding their questions."""
+    table = _accepted_rows(path, ["id", "prompt_id", "answer"], rows)
+    prompt_ids = table.column("prompt_id").to_pylist()
+    questions = _questions(shards, prompt_ids)
+    answers = table.column("answer").to_pylist()
+    return table.column("id").to_pylist(), [
+        corpus_text(questions[p], a) for p, a in zip(prompt_ids, answers, strict=True)
+    ]
+
+
+def trace_texts_of(path: str, rows: np.ndarray) -> tuple[list[str], list[str]]:
+    """Embedding-unit reader: (ids, trace slices) of one file's accepted rows at `rows`."""
+    table = _accepted_rows(path, ["id", "reasoning", "answer"], rows)
+    pairs = zip(table.column("reasoning").to_pylist(), table.column("answer").to_pylist(), strict=True)
+    return table.column("id").to_pylist(), [trace_slice(r, a) for r, a in pairs]
 
 
 def _prompt_shards(run: RunDirectory) -> dict[str, int]:
@@ -148,31 +190,21 @@ def _questions(shards: Sequence[Path], prompt_ids: Sequence[str]) -> dict[str, s
     return questions
 
 
-class _FileQuestions:
-    """The questions of one samples file's accepted rows at a time, read from the prompt shards
-    that hold them: only the current file's prompts are in memory (each file is asked for in turn)."""
+class _PromptShards:
+    """Which prompt shards hold the questions of each samples file's accepted rows (prompt ids
+    only: whoever needs a file's questions reads them from those shards)."""
 
     def __init__(self, run: RunDirectory, accepted: _Accepted) -> None:
         self.accepted = accepted
         self.shard_paths = [run.prompt_shard(s) for s in run.prompt_shards()]
         self.shard_of = _prompt_shards(run)
-        self.file = -1
-        self.questions: dict[str, str] = {}
 
     def missing(self) -> list[str]:
-        return sorted(set(self.accepted.prompt_ids) - set(self.shard_of))
+        return sorted(p for p in pc.unique(self.accepted.prompt_ids).to_pylist() if p not in self.shard_of)
 
     def shards_of_file(self, file: int) -> list[Path]:
-        start, stop = self.accepted.file_rows[file]
-        indexes = {self.shard_of[p] for p in self.accepted.prompt_ids[start:stop]}
+        indexes = {self.shard_of[p] for p in self.accepted.prompts_of_file(file)}
         return [self.shard_paths[k] for k in sorted(indexes)]
-
-    def of_file(self, file: int) -> dict[str, str]:
-        if file != self.file:
-            start, stop = self.accepted.file_rows[file]
-            self.file = file
-            self.questions = _questions(self.shards_of_file(file), self.accepted.prompt_ids[start:stop])
-        return self.questions
 
 
 def decontam_unit(
@@ -205,37 +237,36 @@ def _embed(
     accepted: _Accepted,
     kind: str,
     config: EmbedderConfig,
-    texts_of: Callable[[Path, int], list[str]],
     wanted: np.ndarray,
+    read: TextsReader,
+    more_args: Callable[[int], tuple] = lambda file: (),
 ) -> dict[Path, tuple[Path, np.ndarray]]:
     """Embeds the rows marked in `wanted`, one unit per file: file -> (its embedding unit, the rows
-    the unit holds); files without such rows have none. texts_of(path, start) -> the texts of that
-    file's accepted rows (the first is row `start`)."""
+    the unit holds); files without such rows have none. A unit's texts are read(path, its rows
+    among the file's accepted rows, *more_args(file number)), where the unit is embedded."""
     folder = run.response_filter.embeddings(kind, embedder_key(config))
     units, parts = [], {}
-    for path, (start, stop) in zip(files, accepted.file_rows, strict=True):
+    for file, (path, (start, stop)) in enumerate(zip(files, accepted.file_rows, strict=True)):
         rows = np.flatnonzero(wanted[start:stop])
         if not len(rows):
             continue
-
-        def texts(path: Path = path, start: int = start, rows: np.ndarray = rows) -> tuple[list[str], list[str]]:
-            all_texts = texts_of(path, start)
-            return [accepted.ids[start + r] for r in rows.tolist()], [all_texts[r] for r in rows.tolist()]
-
         # Named by table and file: a journey unit has its samples unit's name.
-        units.append(EmbeddingUnit(folder / f"{path.parent.name}-{path.name}", texts))
+        units.append(
+            EmbeddingUnit(folder / f"{path.parent.name}-{path.name}", read, (str(path), rows, *more_args(file)))
+        )
         parts[path] = (units[-1].output, start + rows)
     run_embedding_units(units, config)
     return parts
 
 
 def _within_prompt_links(
-    vectors: np.ndarray, rows: np.ndarray, groups: list[str], rank: np.ndarray, threshold: float
+    vectors: np.ndarray, rows: np.ndarray, groups: np.ndarray, rank: np.ndarray, threshold: float
 ) -> NeighborLinks:
     """All pairs above threshold inside each group (groups are a prompt's few samples)."""
-    members: dict[str, list[int]] = {}
+    members: dict[int, list[int]] = {}
+    group_of = groups.tolist()
     for row in rows.tolist():
-        members.setdefault(groups[row], []).append(row)
+        members.setdefault(group_of[row], []).append(row)
     parts = []
     for group in members.values():
         if len(group) < 2:
@@ -248,11 +279,12 @@ def _within_prompt_links(
 
 
 def within_prompt_unit(
-    embeddings: str, rows: np.ndarray, ids: list[str], groups: list[str], rank: np.ndarray, threshold: float
+    embeddings: str, rows: np.ndarray, ids: pa.Array, groups: np.ndarray, rank: np.ndarray, threshold: float
 ) -> NeighborLinks:
     """The within-prompt links of one file's rows (a prompt's samples, and its journey traces, each
-    sit in one file), from that file's embeddings; returned in the stage's row numbers."""
-    local = gather_vectors([embeddings], ids)
+    sit in one file), from that file's embeddings; returned in the stage's row numbers. groups:
+    each row's group code."""
+    local = gather_vectors([embeddings], ids.to_pylist())
     links = _within_prompt_links(local, np.arange(len(ids)), groups, rank, threshold)
     return NeighborLinks(rows[links.item], rows[links.earlier], links.score)
 
@@ -273,24 +305,17 @@ def run_response_filter(
     samples_files = run.samples_files()
     files = samples_files + run.journey_files()
     accepted = _read_accepted(files)
-    first_trace = accepted.file_rows[len(samples_files)][0] if len(files) > len(samples_files) else len(accepted.ids)
-    groups = [p if row < first_trace else f"{p}/journey" for row, p in enumerate(accepted.prompt_ids)]
-    questions = _FileQuestions(run, accepted)
-    orphans = questions.missing()
+    n = len(accepted.ids)
+    first_trace = accepted.file_rows[len(samples_files)][0] if len(files) > len(samples_files) else n
+    # A group is a prompt's samples, or its journey traces: twice the prompt's code, plus one for traces.
+    prompt_codes = np.asarray(pc.rank(accepted.prompt_ids, tiebreaker="dense"), dtype=np.int64)
+    groups = 2 * prompt_codes + (np.arange(n) >= first_trace)
+    shards = _PromptShards(run, accepted)
+    orphans = shards.missing()
     if orphans:
         raise RuntimeError(f"{run.samples}: accepted samples of prompts missing from {run.prompts}: {orphans[:5]}")
-    n = len(accepted.ids)
     matches = RowMatches.of(n)
     audit: list[DecontamAudit] = []
-
-    def corpus_texts(path: Path, start: int) -> list[str]:
-        texts = _read_texts(path, ["answer"])["answer"]
-        unit = questions.of_file(files.index(path))
-        return [corpus_text(unit[accepted.prompt_ids[start + k]], a) for k, a in enumerate(texts)]
-
-    def trace_texts(path: Path, start: int) -> list[str]:
-        texts = _read_texts(path, ["reasoning", "answer"])
-        return [trace_slice(r, a) for r, a in zip(texts["reasoning"], texts["answer"], strict=True)]
 
     corpus_parts: dict[str, dict[Path, tuple[Path, np.ndarray]]] = {}
 
@@ -298,7 +323,16 @@ def run_response_filter(
         """Every accepted row's corpus embedding, one unit per file: (unit, the rows it holds)."""
         key = embedder_key(config)
         if key not in corpus_parts:
-            corpus_parts[key] = _embed(run, files, accepted, "corpus", config, corpus_texts, np.ones(n, bool))
+            corpus_parts[key] = _embed(
+                run,
+                files,
+                accepted,
+                "corpus",
+                config,
+                np.ones(n, bool),
+                corpus_texts_of,
+                lambda file: (shards.shards_of_file(file),),
+            )
         return corpus_parts[key]
 
     if decontam.enabled and decontam.responses and decontam.benchmarks and n:
@@ -322,13 +356,13 @@ def run_response_filter(
                     run.benchmark_embeddings,
                     model,
                     str(path),
-                    questions.shards_of_file(k),
+                    shards.shards_of_file(k),
                     str(units[path][0]) if path in units else None,
                 )
                 for k, path in enumerate(files)
             ],
         )
-        found: list[list] = [[] for _ in range(n)]
+        found: dict[int, list] = {}
         full_texts: dict[int, str] = {}
         row_questions: dict[int, str] = {}
         for (start, _), hits in zip(accepted.file_rows, per_file, strict=True):
@@ -336,28 +370,30 @@ def run_response_filter(
                 found[start + k] = evidence
                 full_texts[start + k] = text
                 row_questions[start + k] = question
-        # The judge is asked whether the question is the benchmark's problem.
-        decisions = decontaminator.decide(found, row_questions.__getitem__)
-        matches.apply_contamination(range(n), decisions)
+        # Decisions for the matched rows only; the judge is asked whether the question is the benchmark's problem.
+        matched = sorted(found)
+        decisions = decontaminator.decide(
+            [found[r] for r in matched], lambda k: row_questions[matched[k]], unmatched=n - len(matched)
+        )
+        matches.apply_contamination(matched, decisions)
         matches.counters.add(decontaminator.counters)
-        audit = decontaminator.audit_rows(STAGE, accepted.ids, decisions, lambda row: full_texts[row])
+        matched_ids = accepted.ids.take(np.asarray(matched, dtype=np.int64)).to_pylist()
+        audit = decontaminator.audit_rows(STAGE, matched_ids, decisions, lambda k: full_texts[matched[k]])
 
     if dedup.enabled and dedup.responses.within_prompt:
         alive = matches.alive
-        per_prompt: dict[str, int] = {}
-        for row in np.flatnonzero(alive).tolist():
-            per_prompt[groups[row]] = per_prompt.get(groups[row], 0) + 1
-        wanted = alive & np.array([per_prompt.get(g, 0) > 1 for g in groups], dtype=bool)
-        rank = keep_order([not s for s in accepted.selected], accepted.rounds, accepted.indexes)
+        alive_per_group = np.bincount(groups[alive], minlength=int(groups.max()) + 1 if n else 0)
+        wanted = alive & (alive_per_group[groups] > 1)
+        rank = keep_order(~accepted.selected, accepted.rounds, accepted.indexes)
         within = OperatorCounters("within_prompt_dedup")
         if wanted.any():
             # One task per file: the trace vectors are never gathered in the driver.
-            parts = _embed(run, files, accepted, "trace", dedup.embedder, trace_texts, wanted)
+            parts = _embed(run, files, accepted, "trace", dedup.embedder, wanted, trace_texts_of)
             threshold = dedup.responses.within_prompt_threshold
             per_file = run_tasks(
                 within_prompt_unit,
                 [
-                    (str(path), rows, [accepted.ids[r] for r in rows], [groups[r] for r in rows], rank[rows], threshold)
+                    (str(path), rows, accepted.ids.take(rows), groups[rows], rank[rows], threshold)
                     for path, rows in parts.values()
                 ],
             )
@@ -371,21 +407,21 @@ def run_response_filter(
         matches.counters.add(within)
 
     if dedup.enabled and dedup.responses.across_corpus and matches.alive.any():
-        rank = keep_order([not s for s in accepted.selected], accepted.prompt_ids, accepted.rounds, accepted.indexes)
+        rank = keep_order(~accepted.selected, accepted.prompt_ids, accepted.rounds, accepted.indexes)
         rows = matches.alive_rows()
-        alive_prompts = [accepted.prompt_ids[r] for r in rows.tolist()]
+        alive_prompts = accepted.prompt_ids.take(rows)
         # The global view, in one task: the vectors of the rows alive, never the texts.
         ((result, counters),) = run_tasks(
             near_duplicates_task,
             [
                 (
                     [str(unit) for unit, _ in corpus_embeddings(dedup.embedder).values()],
-                    [accepted.ids[r] for r in rows.tolist()],
+                    accepted.ids.take(rows),
                     rank[rows],
                     dedup.responses.across_corpus_threshold,
                     dedup.search,
                     ACROSS_CORPUS_COUNTER,
-                    (list(map(str, questions.shard_paths)), alive_prompts) if dedup.responses.same_numbers else None,
+                    (list(map(str, shards.shard_paths)), alive_prompts) if dedup.responses.same_numbers else None,
                     alive_prompts,
                 )
             ],
@@ -393,33 +429,40 @@ def run_response_filter(
         matches.apply_duplicates(rows, result, ACROSS_CORPUS)
         matches.counters.add(counters)
 
-    alive_rows = matches.alive_rows().tolist()
-    kept = [KeptResponse(id=accepted.ids[r], prompt_id=accepted.prompt_ids[r]) for r in alive_rows]
-    dropped = [_dropped(accepted, matches, row) for row in np.flatnonzero(~matches.alive).tolist()]
-    run.units.commit(to_table(kept, KeptResponse), output.kept)
+    alive_rows = matches.alive_rows()
+    kept = pa.table(
+        {"id": accepted.ids.take(alive_rows), "prompt_id": accepted.prompt_ids.take(alive_rows)},
+        schema=arrow_schema(KeptResponse),
+    )
+    run.units.commit(kept, output.kept)
     return filter_outputs.commit(
-        output, to_table(audit, DecontamAudit), to_table(dropped, DroppedResponse), matches.counters, samples=True
+        output, to_table(audit, DecontamAudit), _dropped_table(accepted, matches), matches.counters, samples=True
     )
 
 
-def _dropped(accepted: _Accepted, matches: RowMatches, row: int) -> DroppedResponse:
-    reason = matches.reason[row]
-    decision = matches.contamination.get(row)
-    if reason == CONTAMINATED and decision is not None and decision.match is not None:
-        match = decision.match
-        return DroppedResponse(
-            id=accepted.ids[row],
-            prompt_id=accepted.prompt_ids[row],
-            reason="contaminated",
-            similarity=match.score,
-            benchmark=match.benchmark,
-            benchmark_item=match.item_id,
-            detector=match.detector,
-        )
-    return DroppedResponse(
-        id=accepted.ids[row],
-        prompt_id=accepted.prompt_ids[row],
-        reason=reason,  # type: ignore[arg-type]
-        duplicate_of=accepted.ids[int(matches.duplicate_of[row])],
-        similarity=float(matches.score[row]),
+def _dropped_table(accepted: _Accepted, matches: RowMatches) -> pa.Table:
+    """The DroppedResponse rows of the dropped samples, built as columns: a contaminated row names
+    its benchmark match, a duplicate the kept sample it duplicates."""
+    rows = np.flatnonzero(~matches.alive)
+    reasons = [matches.reason[r] for r in rows.tolist()]
+    found = [
+        decision.match if reason == CONTAMINATED and (decision := matches.contamination.get(r)) is not None else None
+        for r, reason in zip(rows.tolist(), reasons, strict=True)
+    ]
+    duplicate_of = matches.duplicate_of[rows]
+    has_duplicate = np.array([m is None for m in found], dtype=bool)
+    representative = pa.array(np.where(has_duplicate, duplicate_of, 0), mask=~has_duplicate)
+    similarity = np.where(has_duplicate, matches.score[rows], [m.score if m is not None else 0.0 for m in found])
+    return pa.table(
+        {
+            "id": accepted.ids.take(rows),
+            "prompt_id": accepted.prompt_ids.take(rows),
+            "reason": pa.array([r if m is None else "contaminated" for r, m in zip(reasons, found, strict=True)]),
+            "duplicate_of": accepted.ids.take(representative),
+            "similarity": similarity,
+            "benchmark": [m.benchmark if m is not None else None for m in found],
+            "benchmark_item": [m.item_id if m is not None else None for m in found],
+            "detector": [m.detector if m is not None else None for m in found],
+        },
+        schema=arrow_schema(DroppedResponse),
     )
