@@ -1,7 +1,7 @@
 """Scale benchmark: a replay job over a synthetic corpus of long chain-of-thought traces.
 
     python bench/scale.py --cot PATH [--sizes 100000 1000000] [--samples-per-prompt 4]
-                          [--min-chars 2000] [--max-chars 8000] [--keep DIR]
+                          [--min-chars 2000] [--max-chars 8000] [--embed-actors N] [--keep DIR]
 
 `--cot`: a JSONL of problems with several real responses each (`question`, `gt`, the responses in
 `code`; such as Qwen2.5-Math's `eval_rm_maj_example/math_cot_100.jsonl`). For each size the bench
@@ -270,7 +270,9 @@ def main() -> None:
     parser.add_argument("--max-chars", type=int, default=8000)
     parser.add_argument("--shard-size", type=int, default=1000, help="prompts per ingest shard")
     parser.add_argument("--replicas", type=int, default=2, help="replay replicas (each verifies its shards)")
-    parser.add_argument("--embed-actors", type=int, default=1)
+    parser.add_argument(
+        "--embed-actors", type=int, default=os.cpu_count() or 1, help="embedding actors (default: one per core)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="write the corpora and runs here instead of a temporary folder")
     parser.add_argument("--run-job", type=Path, help=argparse.SUPPRESS)

@@ -18,6 +18,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,7 +34,7 @@ from distillery.operators.select.general_policy import GENERAL_DOMAIN, GeneralPo
 from distillery.operators.teachers.base import Teacher
 from distillery.operators.teachers.chat_format import ChatFormat
 from distillery.operators.verifiers.pool import VerifierPool
-from distillery.pipeline.run_directory import SHARD_PATTERN, RunDirectory
+from distillery.pipeline.run_directory import SHARD_PATTERN, RunDirectory, Units
 from distillery.pipeline.runtime.cpu_tasks import run_tasks, shared
 from distillery.pipeline.runtime.placement import cluster_gpus, engine_overrides, replica_options
 from distillery.pipeline.stages.base import Stage, StageContext, StageResult
@@ -64,9 +65,17 @@ class JourneyWorkerSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class JourneyUnitResult:
-    traces: pa.Table
-    counters: CounterSet
+class JourneyUnitFiles:
+    """Where one unit's outputs go; whoever builds the unit commits them, so traces never pass
+    through the driver."""
+
+    counters: Path
+    traces: Path
+
+    def commit(self, traces: pa.Table, counters: CounterSet) -> None:
+        # The counters first: the traces file marks the unit done.
+        Units.commit_json(counters.as_list(), self.counters)
+        Units.commit(traces, self.traces)
 
 
 class JourneyWorker:
@@ -81,9 +90,12 @@ class JourneyWorker:
     def ready(self) -> bool:
         return True
 
-    async def process_unit(self, prompts_path: str, samples_path: str, quotas: dict[str, int]) -> JourneyUnitResult:
-        """One samples unit's traces; the actor reads the unit's planned samples and their prompts
-        itself, so their texts never pass through the driver."""
+    async def process_unit(
+        self, prompts_path: str, samples_path: str, quotas: dict[str, int], files: JourneyUnitFiles
+    ) -> int:
+        """Builds and commits one samples unit's traces; the number built. The actor reads the
+        unit's planned samples and their prompts itself and writes the traces itself, so no text
+        passes through the driver."""
         wanted = pa.array(sorted(quotas), pa.string())
         samples = pq.read_table(samples_path).filter(pc.is_in(pc.field("prompt_id"), wanted))
         prompts = pq.read_table(prompts_path).filter(pc.is_in(pc.field("id"), wanted))
@@ -97,7 +109,8 @@ class JourneyWorker:
         by_id = {p.id: p for p in from_table(prompts, Prompt)}
         traces = await build_unit(builder, by_id, from_table(samples, Generation), quotas)
         counted = [builder.counters, builder.rewrites] if self.spec.config.rewrite else [builder.counters]
-        return JourneyUnitResult(to_table(traces, JourneySample), CounterSet(counted))
+        files.commit(to_table(traces, JourneySample), CounterSet(counted))
+        return len(traces)
 
     def shutdown(self) -> None:
         self.verifiers.close()
@@ -221,14 +234,15 @@ class JourneyDispatch:
         # Only the prompt ids: the worker reads the texts.
         prompt_ids = pq.read_table(run.samples_unit(unit), columns=["prompt_id"])["prompt_id"].to_pylist()
         quotas = {p: self.quotas[p] for p in set(prompt_ids) if p in self.quotas}
+        files = JourneyUnitFiles(run.journey_counters(unit), run.journey_unit(unit))
         if not quotas:
-            self._write(unit, JourneyUnitResult(to_table([], JourneySample), CounterSet()))
+            files.commit(to_table([], JourneySample), CounterSet())
             return None
         key = self._worker_key(unit)
         if key not in self.workers:
             self.workers[key] = self._start(key)
         return self.workers[key].process_unit.remote(
-            str(run.prompts_of_unit(unit)), str(run.samples_unit(unit)), quotas
+            str(run.prompts_of_unit(unit)), str(run.samples_unit(unit)), quotas, files
         )
 
     def run(self, units: list[str]) -> None:
@@ -243,7 +257,7 @@ class JourneyDispatch:
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 unit = in_flight.pop(ready[0])
                 try:
-                    result: JourneyUnitResult = ray.get(ready[0])
+                    ray.get(ready[0])
                 except (RayTaskError, ray.exceptions.RayActorError) as exc:
                     transient = not isinstance(exc, RayTaskError) or isinstance(exc.cause, JourneyTeacherError)
                     if not transient or attempts[unit] >= MAX_ATTEMPTS:
@@ -253,16 +267,8 @@ class JourneyDispatch:
                     retry = self._submit(unit)
                     assert retry is not None
                     in_flight[retry] = unit
-                    continue
-                self._write(unit, result)
         finally:
             self.shutdown()
-
-    def _write(self, unit: str, result: JourneyUnitResult) -> None:
-        # The counters first: the traces file marks the unit done.
-        run = self.context.run
-        run.units.commit_json(result.counters.as_list(), run.journey_counters(unit))
-        run.units.commit(result.traces, run.journey_unit(unit))
 
     def shutdown(self) -> None:
         for handle in self.workers.values():
