@@ -1,9 +1,10 @@
 """Kill a whole run with SIGKILL at seeded random points in every stage, rerun it to the end, and
 compare with an uninterrupted run: the same prompt ids, sample ids and dataset row ids, nothing twice.
 
-A replay job over a synthetic dump (no model loads), run through the real CLI on a local Ray:
+A replay job over a synthetic dump (no teacher model loads; journeys spliced from its wrong and
+right responses, embedding on Ray actors as on a cluster), run through the real CLI on a local Ray:
 
-    .venv/bin/python bench/random_kills.py [--prompts 120] [--kills 5] [--seed 0]
+    .venv/bin/python bench/random_kills.py [--prompts 120] [--kills 5] [--seed 0] [--embed-actors 1]
 
 Each kill picks a stage (seeded; the picks are sorted so the kills walk through the run) and a
 delay into it (seeded, up to that stage's duration in the uninterrupted run), and kills the run's
@@ -50,6 +51,14 @@ generation:
   shards_in_flight: 2
 verification:
   workers: 1
+dedup:
+  embedder: {{actors: {embed_actors}}}
+journey:
+  enabled: true
+  share: 0.2
+  max_per_prompt: 1
+  locate: compare
+  bridge: splice
 """
 
 
@@ -140,13 +149,16 @@ def main() -> int:
     parser.add_argument("--shard-size", type=int, default=8)
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--embed-actors", type=int, default=1, help="embedding actors (a cluster's setting; 0: the driver embeds)"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="default: a new temporary folder")
     args = parser.parse_args()
     folder = args.workdir or Path(tempfile.mkdtemp(prefix="random-kills-"))
     folder.mkdir(parents=True, exist_ok=True)
     write_dump(folder, args.prompts, args.responses, args.seed)
     job = folder / "job.yaml"
-    job.write_text(JOB.format(shard_size=args.shard_size))
+    job.write_text(JOB.format(shard_size=args.shard_size, embed_actors=args.embed_actors))
 
     reference, _ = run(job, folder / "reference")
     if reference.returncode != 0:
