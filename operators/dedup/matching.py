@@ -17,6 +17,7 @@ import numpy as np
 
 from distillery.operators.counters import CounterSet
 from distillery.operators.decontam.decontaminator import Decision, Decontaminator
+from distillery.operators.decontam.matches import Match
 from distillery.operators.dedup.deduplicator import ExactDeduplicator, NearDeduplicator, keep_order
 from distillery.operators.dedup.neighbors import Representatives
 
@@ -37,7 +38,8 @@ class RowMatches:
     duplicate_of: np.ndarray
     score: np.ndarray
     contamination: dict[int, Decision] = field(default_factory=dict)
-    """The decontamination decision of every row checked (contaminated or not)."""
+    """The decontamination decisions: of every alive row after `decontam_pass`, of the rows with a
+    match after `found_decontam_pass` (the others are clean)."""
     counters: CounterSet = field(default_factory=CounterSet)
 
     @classmethod
@@ -86,6 +88,26 @@ def decontam_pass(
     decisions = decontaminator.check([texts[r] for r in rows.tolist()], query)
     matches.apply_contamination(rows.tolist(), decisions)
     matches.counters.add(decontaminator.counters)
+
+
+def found_decontam_pass(
+    matches: RowMatches,
+    decontaminator: Decontaminator,
+    found: dict[int, list[Match]],
+    checked: int,
+    judge_text_of: Callable[[int], str],
+) -> tuple[list[int], list[Decision]]:
+    """Decontamination of `checked` rows whose detectors ran elsewhere (in tasks): `found` holds the
+    matches of the rows that have some, and only those are decided (the rest are clean, counted as
+    kept). judge_text_of(row) is asked only for the rows the judge sees. Returns the decided rows,
+    in row order, and their decisions."""
+    decided = sorted(found)
+    decisions = decontaminator.decide(
+        [found[r] for r in decided], lambda k: judge_text_of(decided[k]), unmatched=checked - len(decided)
+    )
+    matches.apply_contamination(decided, decisions)
+    matches.counters.add(decontaminator.counters)
+    return decided, decisions
 
 
 def near_pass(

@@ -43,7 +43,13 @@ from distillery.operators.decontam.decontaminator import Decontaminator
 from distillery.operators.decontam.judge import ContaminationJudge
 from distillery.operators.decontam.matches import Match
 from distillery.operators.dedup.deduplicator import NearDeduplicator, keep_order
-from distillery.operators.dedup.matching import CONTAMINATED, NEAR_DUPLICATE, RowMatches, exact_pass
+from distillery.operators.dedup.matching import (
+    CONTAMINATED,
+    NEAR_DUPLICATE,
+    RowMatches,
+    exact_pass,
+    found_decontam_pass,
+)
 from distillery.operators.dedup.normalize import exact_key
 from distillery.operators.teachers.base import Teacher
 from distillery.pipeline.run_directory import RunDirectory
@@ -251,13 +257,11 @@ def run_prompt_filter(
             for position, (evidence, text) in hits.items():
                 found[prompts.shard_start[number] + position] = evidence
                 texts[prompts.shard_start[number] + position] = text
-        checked = [row for members in shards.values() for row in members]
+        checked = sum(len(members) for members in shards.values())
         # The judge and the audit only ask for the texts of rows with a match: those came back.
-        decisions = decontaminator.decide([found.get(r, []) for r in checked], lambda k: texts[checked[k]])
-        matches.apply_contamination(checked, decisions)
-        matches.counters.add(decontaminator.counters)
+        decided, decisions = found_decontam_pass(matches, decontaminator, found, checked, texts.__getitem__)
         audit = decontaminator.audit_rows(
-            STAGE, [prompts.ids[r] for r in checked], decisions, lambda k: texts[checked[k]]
+            STAGE, [prompts.ids[r] for r in decided], decisions, lambda k: texts[decided[k]]
         )
 
     if dedup.enabled and dedup.prompts.near:

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from distillery.operators.counters import OperatorCounters
 from distillery.operators.decontam.decontaminator import Decontaminator
 from distillery.operators.dedup.deduplicator import keep_order
-from distillery.operators.dedup.matching import CONTAMINATED, RowMatches
+from distillery.operators.dedup.matching import CONTAMINATED, RowMatches, found_decontam_pass
 from distillery.operators.dedup.neighbors import NeighborLinks, keep_first
 from distillery.operators.teachers.base import Teacher
 from distillery.pipeline.run_directory import RunDirectory
@@ -307,7 +307,8 @@ def run_response_filter(
     accepted = _read_accepted(files)
     n = len(accepted.ids)
     first_trace = accepted.file_rows[len(samples_files)][0] if len(files) > len(samples_files) else n
-    # A group is a prompt's samples, or its journey traces: twice the prompt's code, plus one for traces.
+    # Prompt ids as dense codes in their sort order; a group is a prompt's samples, or its journey
+    # traces: twice the prompt's code, plus one for traces.
     prompt_codes = np.asarray(pc.rank(accepted.prompt_ids, tiebreaker="dense"), dtype=np.int64)
     groups = 2 * prompt_codes + (np.arange(n) >= first_trace)
     shards = _PromptShards(run, accepted)
@@ -362,23 +363,18 @@ def run_response_filter(
                 for k, path in enumerate(files)
             ],
         )
-        found: dict[int, list] = {}
-        full_texts: dict[int, str] = {}
-        row_questions: dict[int, str] = {}
-        for (start, _), hits in zip(accepted.file_rows, per_file, strict=True):
-            for k, (evidence, text, question) in hits.items():
-                found[start + k] = evidence
-                full_texts[start + k] = text
-                row_questions[start + k] = question
-        # Decisions for the matched rows only; the judge is asked whether the question is the benchmark's problem.
-        matched = sorted(found)
-        decisions = decontaminator.decide(
-            [found[r] for r in matched], lambda k: row_questions[matched[k]], unmatched=n - len(matched)
+        # Row -> (matches, the full text, the question), for the rows with a match only.
+        hits = {
+            start + k: hit
+            for (start, _), file_hits in zip(accepted.file_rows, per_file, strict=True)
+            for k, hit in file_hits.items()
+        }
+        # The judge is asked whether the question is the benchmark's problem.
+        decided, decisions = found_decontam_pass(
+            matches, decontaminator, {r: hit[0] for r, hit in hits.items()}, n, lambda r: hits[r][2]
         )
-        matches.apply_contamination(matched, decisions)
-        matches.counters.add(decontaminator.counters)
-        matched_ids = accepted.ids.take(np.asarray(matched, dtype=np.int64)).to_pylist()
-        audit = decontaminator.audit_rows(STAGE, matched_ids, decisions, lambda k: full_texts[matched[k]])
+        decided_ids = accepted.ids.take(np.asarray(decided, dtype=np.int64)).to_pylist()
+        audit = decontaminator.audit_rows(STAGE, decided_ids, decisions, lambda k: hits[decided[k]][1])
 
     if dedup.enabled and dedup.responses.within_prompt:
         alive = matches.alive
@@ -407,7 +403,7 @@ def run_response_filter(
         matches.counters.add(within)
 
     if dedup.enabled and dedup.responses.across_corpus and matches.alive.any():
-        rank = keep_order(~accepted.selected, accepted.prompt_ids, accepted.rounds, accepted.indexes)
+        rank = keep_order(~accepted.selected, prompt_codes, accepted.rounds, accepted.indexes)
         rows = matches.alive_rows()
         alive_prompts = accepted.prompt_ids.take(rows)
         # The global view, in one task: the vectors of the rows alive, never the texts.
@@ -457,7 +453,7 @@ def _dropped_table(accepted: _Accepted, matches: RowMatches) -> pa.Table:
         {
             "id": accepted.ids.take(rows),
             "prompt_id": accepted.prompt_ids.take(rows),
-            "reason": pa.array([r if m is None else "contaminated" for r, m in zip(reasons, found, strict=True)]),
+            "reason": pa.array(reasons, pa.string()),
             "duplicate_of": accepted.ids.take(representative),
             "similarity": similarity,
             "benchmark": [m.benchmark if m is not None else None for m in found],
