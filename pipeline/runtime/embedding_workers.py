@@ -42,8 +42,10 @@ class EmbeddingUnit:
 
 
 def embedder_key(config: EmbedderConfig) -> str:
-    """Folder name for one embedding model's files: other settings (batch, device) don't change them."""
-    return stable_hash("embedder", config.model, str(config.max_seq_length), length=10)
+    """Folder name for one embedding model's files: other settings (batch, device) don't change them.
+    A float32 key leaves the dtype out, so runs embedded before the dtype setting existed keep their files."""
+    precision = () if config.dtype == "float32" else (config.dtype,)
+    return stable_hash("embedder", config.model, str(config.max_seq_length), *precision, length=10)
 
 
 def embedding_table(ids: Sequence[str], vectors: np.ndarray, model: str) -> pa.Table:
