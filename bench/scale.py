@@ -18,11 +18,11 @@ against a benchmark of a few base problems held out of the corpus.
 Prints per size (samples: those of the prompts that reach generation; perturbed problems sometimes
 coincide, and ingest and the prompt filter drop the duplicates): wall time, samples/s and samples/s
 per core, driver peak RSS (the `run_job` process's ru_maxrss), worker peak RSS (the largest Ray
-worker or verifier process, polled), rows written; then the growth from the smallest to the
-largest size in samples, time and driver RSS, and the driver's bytes per prompt (peak RSS growth
-over prompt growth). The comparison: a GPU cluster of 8 GPUs at 2,500 output tokens/s each with
-6K-token samples makes 8 * 2500 / 6000 = 3.3 samples/s; the CPU stages keep up when samples/s
-exceeds that.
+worker or verifier process, polled, with the task or actor it was running), seconds per stage,
+rows written; then the growth from the smallest to the largest size in samples, time and driver
+RSS, and the driver's bytes per prompt (peak RSS growth over prompt growth). The comparison: a GPU
+cluster of 8 GPUs at 2,500 output tokens/s each with 6K-token samples makes 8 * 2500 / 6000 = 3.3
+samples/s; the CPU stages keep up when samples/s exceeds that.
 """
 
 from __future__ import annotations
@@ -175,11 +175,13 @@ def write_corpus(folder: Path, cot: list[dict], samples: int, per_prompt: int, l
 
 
 class WorkerMemory:
-    """Peak RSS of Ray's worker processes (and their verifier children), polled."""
+    """Peak RSS of Ray's worker processes (and their verifier children), polled, and the task or
+    actor method that process was running then."""
 
     def __init__(self, driver: int) -> None:
         self.driver = driver
         self.peak = 0
+        self.peak_in = ""
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -193,7 +195,8 @@ class WorkerMemory:
                     rss = max([process.info["memory_info"].rss] + [c.memory_info().rss for c in process.children()])
                 except psutil.Error:
                     continue
-                self.peak = max(self.peak, rss)
+                if rss > self.peak:
+                    self.peak, self.peak_in = rss, cmdline[0].removeprefix("ray::")
 
     def __enter__(self) -> WorkerMemory:
         self.thread.start()
@@ -260,6 +263,7 @@ def measure(args: argparse.Namespace, cot: list[dict], size: int, folder: Path) 
         "samples_per_s_core": samples / figures["wall_s"] / cores,
         "driver_peak_rss": figures["driver_peak_rss"],
         "worker_peak_rss": workers.peak,
+        "worker_peak_in": workers.peak_in,
         "rows": figures["rows"],
         "stage_s": figures["stage_s"],
     }
@@ -317,7 +321,8 @@ def main() -> None:
             f"corpus: duplicate prompts are dropped): {result['wall_s']:.0f} s, "
             f"{result['samples_per_s']:.1f} samples/s ({result['samples_per_s_core']:.1f} per core, "
             f"{result['samples_per_s'] / GPU_SAMPLES_PER_S:.1f}x the GPU rate), driver peak "
-            f"{mib(result['driver_peak_rss'])}, worker peak {mib(result['worker_peak_rss'])}, rows {result['rows']}; "
+            f"{mib(result['driver_peak_rss'])}, worker peak {mib(result['worker_peak_rss'])} "
+            f"({result['worker_peak_in']}), rows {result['rows']}; "
             f"stage seconds {result['stage_s']}",
             flush=True,
         )
