@@ -34,7 +34,7 @@ class EmbedderConfig(Section):
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         default="float32",
         description="weights and activations while encoding (vectors are stored as float32): bfloat16 runs about "
-        "2.7x faster on CPUs with AMX and on GPUs, within 0.005 cosine of float32; slower on CPUs without bf16 units",
+        "2.5x faster on CPUs with AMX and on GPUs, within 0.005 cosine of float32; slower on CPUs without bf16 units",
     )
     offline: bool = Field(default=True, description="load from local files only; false lets a hub name download")
     actors: int = Field(default=0, ge=0, description="Ray actors that embed Parquet shards; 0: in the driver")
