@@ -2,7 +2,7 @@
 
     python bench/scale.py --cot PATH [--sizes 100000 1000000] [--samples-per-prompt 4]
                           [--min-chars 2000] [--max-chars 8000] [--embed-actors N]
-                          [--embed-dtype float32|bfloat16] [--keep DIR]
+                          [--embed-dtype float32|bfloat16|float16] [--keep DIR]
 
 `--cot`: a JSONL of problems with several real responses each (`question`, `gt`, the responses in
 `code`; such as Qwen2.5-Math's `eval_rm_maj_example/math_cot_100.jsonl`). For each size the bench
@@ -39,8 +39,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import get_args
 
 import psutil
+
+from distillery.schemas.dedup_config import EmbedderConfig
 
 GPUS = 8
 GPU_TOKENS_PER_S = 2500
@@ -287,7 +290,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--embed-dtype",
-        choices=("float32", "bfloat16"),
+        choices=get_args(EmbedderConfig.model_fields["dtype"].annotation),
         default="float32",
         help="dedup.embedder.dtype (bfloat16: faster on CPUs with AMX, such as Sapphire Rapids)",
     )

@@ -97,13 +97,12 @@ class Embedder:
         vectors = self.model.encode(
             normalized,
             batch_size=self.config.batch_size,
-            normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
         )
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        # Normalized again in float32: half-precision norms are off by up to 1e-3, and inner products
-        # above 1 would break the similarity thresholds' meaning.
+        # Normalized here in float32, not by the model: half-precision norms are off by up to 1e-3,
+        # and inner products above 1 would break the similarity thresholds' meaning.
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, _MIN_NORM)
 
