@@ -291,7 +291,7 @@ def main() -> None:
     parser.add_argument(
         "--embed-dtype",
         choices=get_args(EmbedderConfig.model_fields["dtype"].annotation),
-        default="float32",
+        default=EmbedderConfig.model_fields["dtype"].default,
         help="dedup.embedder.dtype (bfloat16: faster on CPUs with AMX, such as Sapphire Rapids)",
     )
     parser.add_argument("--seed", type=int, default=0)
