@@ -17,8 +17,8 @@ against a benchmark of a few base problems held out of the corpus.
 
 Prints per size (samples: those of the prompts that reach generation; perturbed problems sometimes
 coincide, and ingest and the prompt filter drop the duplicates): wall time, samples/s and samples/s
-per core, driver peak RSS (the `run_job` process's ru_maxrss), worker peak RSS (the largest Ray
-worker or verifier process, polled, with the task or actor it was running), seconds per stage,
+per core, driver peak RSS (the `run_job` process's ru_maxrss), worker peak RSS (of Ray's worker and
+verifier processes, polled, per task or actor class running then; the largest few), seconds per stage,
 rows written; then the growth from the smallest to the largest size in samples, time and driver
 RSS, and the driver's bytes per prompt (peak RSS growth over prompt growth). The comparison: a GPU
 cluster of 8 GPUs at 2,500 output tokens/s each with 6K-token samples makes 8 * 2500 / 6000 = 3.3
@@ -52,6 +52,8 @@ GPU_SAMPLES_PER_S = GPUS * GPU_TOKENS_PER_S / TOKENS_PER_SAMPLE
 RIGHT_SHARE = 0.65
 """Share of synthetic responses whose final answer is the gold one."""
 POLL_S = 0.5
+PEAKS_SHOWN = 4
+"""Worker peaks printed: the largest, per task or actor class."""
 HELD_OUT = 10
 """Base problems kept out of the corpus as the decontamination benchmark (prompts and answers are
 checked against them by n-grams and embeddings in both filter stages, as a real job's would be)."""
@@ -65,8 +67,6 @@ HESITATIONS = (
     "Actually, let me recompute.",
 )
 _NUMBER = re.compile(r"\d+")
-_STAGE_DONE = re.compile(r"stage \d+ (\w+): done in ([\d.]+)s")
-"""The run log's line for each finished stage."""
 
 JOB = """\
 name: scale
@@ -178,13 +178,12 @@ def write_corpus(folder: Path, cot: list[dict], samples: int, per_prompt: int, l
 
 
 class WorkerMemory:
-    """Peak RSS of Ray's worker processes (and their verifier children), polled, and the task or
-    actor method that process was running then."""
+    """Peak RSS of Ray's worker processes (and their verifier children), polled, per task or actor
+    class the process was running then (an actor that grows with the corpus shows up by name)."""
 
     def __init__(self, driver: int) -> None:
         self.driver = driver
-        self.peak = 0
-        self.peak_in = ""
+        self.peaks: dict[str, int] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -198,8 +197,12 @@ class WorkerMemory:
                     rss = max([process.info["memory_info"].rss] + [c.memory_info().rss for c in process.children()])
                 except psutil.Error:
                     continue
-                if rss > self.peak:
-                    self.peak, self.peak_in = rss, cmdline[0].removeprefix("ray::")
+                # An actor's process is named by the method it runs: its peak is over all of them.
+                running = cmdline[0].removeprefix("ray::").split(".")[0]
+                self.peaks[running] = max(rss, self.peaks.get(running, 0))
+
+    def largest(self) -> list[tuple[str, int]]:
+        return sorted(self.peaks.items(), key=lambda item: -item[1])[:PEAKS_SHOWN]
 
     def __enter__(self) -> WorkerMemory:
         self.thread.start()
@@ -219,8 +222,7 @@ def run_one(job: Path) -> None:
     wall = time.perf_counter() - start
     rows = result.report.get("dataset", {})
     generate = result.report.get("generate", {})
-    log = (job.parent / "run" / "logs" / "driver.log").read_text()
-    stages = {name: float(seconds) for name, seconds in _STAGE_DONE.findall(log)}
+    stages = {name: entry["wall_s"] for name, entry in result.report.items() if isinstance(entry, dict)}
     print(
         json.dumps(
             {
@@ -265,8 +267,7 @@ def measure(args: argparse.Namespace, cot: list[dict], size: int, folder: Path) 
         "samples_per_s": samples / figures["wall_s"],
         "samples_per_s_core": samples / figures["wall_s"] / cores,
         "driver_peak_rss": figures["driver_peak_rss"],
-        "worker_peak_rss": workers.peak,
-        "worker_peak_in": workers.peak_in,
+        "worker_peaks": workers.largest(),
         "rows": figures["rows"],
         "stage_s": figures["stage_s"],
     }
@@ -319,13 +320,14 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="distillery-scale-") as temporary:
                 result = measure(args, cot, size, Path(temporary))
         results.append(result)
+        peaks = ", ".join(f"{mib(rss)} ({running})" for running, rss in result["worker_peaks"])
         print(
             f"{result['samples']:>9} samples of {result['prompts']} prompts (of {result['corpus_samples']} in the "
             f"corpus: duplicate prompts are dropped): {result['wall_s']:.0f} s, "
             f"{result['samples_per_s']:.1f} samples/s ({result['samples_per_s_core']:.1f} per core, "
             f"{result['samples_per_s'] / GPU_SAMPLES_PER_S:.1f}x the GPU rate), driver peak "
-            f"{mib(result['driver_peak_rss'])}, worker peak {mib(result['worker_peak_rss'])} "
-            f"({result['worker_peak_in']}), rows {result['rows']}; "
+            f"{mib(result['driver_peak_rss'])}, worker peaks "
+            f"{peaks}, rows {result['rows']}; "
             f"stage seconds {result['stage_s']}",
             flush=True,
         )

@@ -120,7 +120,7 @@ def run_job(
             except Exception as exc:
                 raise record_failure(run, number, stage.name, exc) from exc
             context.absorb(result)
-            report[stage.name] = {"number": number, **result.as_report()}
-            logs.stage_finished(number, len(STAGES), stage.name, stage_detail(result.report))
+            seconds = logs.stage_finished(number, len(STAGES), stage.name, stage_detail(result.report))
+            report[stage.name] = {"number": number, "wall_s": round(seconds, 1), **result.as_report()}
     run.units.commit_json(report, run.report)
     return RunResult(run.path, report)

@@ -88,7 +88,9 @@ class GenerationConfig(Section):
     keep_per_prompt: int = Field(default=1, ge=1, description="correct samples kept per prompt")
     max_rounds: int = Field(default=2, ge=1, description="sampling rounds per prompt (adaptive resampling)")
     shard_size: int = Field(default=64, ge=1, description="prompts per unit of work (a resumable shard)")
-    shards_in_flight: int = Field(default=4, ge=1, description="shards each replica works on at once")
+    shards_in_flight: int = Field(
+        default=4, ge=1, description="shards each replica (and each journey worker) works on at once"
+    )
     sampling_budget: SamplingBudgetConfig | None = Field(
         default=None, description="adaptive n per round (schemas/budget_config.py); none: the teacher's n each round"
     )

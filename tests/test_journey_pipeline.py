@@ -4,7 +4,9 @@ teacher path (critic and continue in the journey worker actor)."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from pathlib import Path
 
 import duckdb
 import ray.cloudpickle
@@ -42,6 +44,27 @@ class JourneyScriptedTeacher(ScriptedTeacher):
 
     async def continue_turn(self, messages, prefill, *, seed, request_id):  # type: ignore[no-untyped-def]
         return TeacherResponse(prompt_tokens=5, completions=[Completion(0, CONTINUATION, 12, "stop")])
+
+
+class HeldUnitsTeacher(JourneyScriptedTeacher):
+    """Records into `record` the most problems (one per unit here) whose critic requests overlap;
+    each request waits, so units a worker starts together overlap."""
+
+    def __init__(self, script, name: str, record: Path) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(script, n=4, name=name)
+        self.record = record
+        self.open: set[str] = set()
+
+    async def sample(self, messages, *, n, seed, request_id):  # type: ignore[no-untyped-def]
+        if "Find the FIRST step" not in messages[-1]["content"]:
+            return await super().sample(messages, n=n, seed=seed, request_id=request_id)
+        problem = next(k for k in self.script if k in messages[-1]["content"])
+        self.open.add(problem)
+        most = max(len(self.open), int(self.record.read_text()) if self.record.exists() else 0)
+        self.record.write_text(str(most))
+        await asyncio.sleep(0.3)
+        self.open.discard(problem)
+        return await super().sample(messages, n=n, seed=seed, request_id=request_id)
 
 
 def journey_factory(name, config):  # type: ignore[no-untyped-def]
@@ -107,3 +130,29 @@ def test_critic_and_continue_run_in_the_journey_worker(tmp_path, local_ray):
         .fetchall()
     )
     assert rows == [(2, "critic", None, CONTINUATION.strip())]
+
+
+def test_a_journey_worker_holds_at_most_shards_in_flight_units(tmp_path, local_ray):
+    # One prompt per unit, each with a wrong and a right sample; numbers differ, so none is a duplicate.
+    script, rows = {}, []
+    for i, (bags, each) in enumerate([(3, 4), (5, 6), (7, 8), (9, 2)]):
+        problem = f"A crate has {bags} bags of {each} apples. How many apples?"
+        steps = f"{bags} bags of {each} apples.\n\nThat is {bags} \\times {each} = {{}}.\n\n\\boxed{{{{{{}}}}}}"
+        right, wrong = steps.format(bags * each, bags * each), steps.format(bags * each + 1, bags * each + 1)
+        script[problem] = [[wrong, right]]
+        rows.append({"id": f"c{i}", "problem": problem, "answer": str(bags * each), "domain": "math"})
+    write_jsonl(tmp_path / "prompts.jsonl", rows)
+    job = tmp_path / "job.yaml"
+    # No dedup: the embedding model is not what this test is about.
+    journey = JOURNEY.format(locate="critic", bridge="splice") + "dedup: {enabled: false}\n"
+    text = job_yaml("prompts.jsonl", shard_size=1, max_rounds=1, keep=2, extra=journey)
+    job.write_text(text.replace("shards_in_flight: 2", "shards_in_flight: 1"))
+    record = tmp_path / "held.txt"
+
+    def factory(name, config):  # type: ignore[no-untyped-def]
+        return lambda: HeldUnitsTeacher(script, name, record)
+
+    result = run_job(job, str(tmp_path / "run"), teacher_factory=factory)
+    report = result.report["journey"]
+    assert report["planned_prompts"] == 4 and report["units_built"] == 4
+    assert record.read_text() == "1"

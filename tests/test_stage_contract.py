@@ -102,6 +102,7 @@ def test_stage_counters_hold_the_drops_the_samples_table_implies(job: Path, tmp_
     result = run_job(job, str(tmp_path / "run"), teacher_factory=scripted_factory(SCRIPT))
     report = json.loads((result.run_dir / "report.json").read_text())
     assert [report[s.name]["number"] for s in STAGES] == [1, 2, 3, 4, 5, 6]
+    assert all(report[s.name]["wall_s"] >= 0 for s in STAGES)
     con, views = connect(result.run_dir)
     assert "stage_counters" in views
     counted = dict(

@@ -264,12 +264,14 @@ class RunLogs:
         logging.getLogger(__name__).info("stage %d %s: start", number, name)
         self.console.print(f"[bold]stage {number}/{total}[/bold] {name} ...", highlight=False)
 
-    def stage_finished(self, number: int, total: int, name: str, detail: str = "") -> None:
+    def stage_finished(self, number: int, total: int, name: str, detail: str = "") -> float:
+        """Logs the stage's end; its wall time in seconds."""
         seconds = time.monotonic() - self._stage_started
         logging.getLogger(__name__).info("stage %d %s: done in %.1fs %s", number, name, seconds, detail)
         suffix = f": {detail}" if detail else ""
         self.console.print(f"[bold]stage {number}/{total}[/bold] {name} done in {seconds:.1f}s{suffix}",
                            highlight=False)
+        return seconds
 
     def where(self) -> str:
         return f"logs: {self.folder} ({DRIVER_LOG}, {ACTOR_LOGS}/)"

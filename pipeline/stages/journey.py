@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,16 +247,30 @@ class JourneyDispatch:
         )
 
     def run(self, units: list[str]) -> None:
+        # A worker holds at most `shards_in_flight` units at once (as a generation replica does): an
+        # async actor would otherwise start every submitted unit, and hold all their texts, at once.
+        capacity = self.context.job.generation.shards_in_flight
+        pending: dict[str | None, deque[str]] = {}
+        for unit in units:
+            pending.setdefault(self._worker_key(unit), deque()).append(unit)
         attempts = {u: 1 for u in units}
         in_flight: dict[ray.ObjectRef, str] = {}
+        held: Counter[str | None] = Counter()
         try:
-            for unit in units:
-                ref = self._submit(unit)
-                if ref is not None:
-                    in_flight[ref] = unit
-            while in_flight:
+            while any(pending.values()) or in_flight:
+                for key, queue in pending.items():
+                    while queue and held[key] < capacity:
+                        unit = queue.popleft()
+                        ref = self._submit(unit)
+                        if ref is not None:
+                            in_flight[ref] = unit
+                            held[key] += 1
+                if not in_flight:
+                    continue
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 unit = in_flight.pop(ready[0])
+                key = self._worker_key(unit)
+                held[key] -= 1
                 try:
                     ray.get(ready[0])
                 except (RayTaskError, ray.exceptions.RayActorError) as exc:
@@ -264,9 +279,7 @@ class JourneyDispatch:
                         raise RuntimeError(f"journey unit {unit} failed ({attempts[unit]} attempts): {exc}") from exc
                     log.warning("journey unit %s failed (%s); retrying", unit, exc)
                     attempts[unit] += 1
-                    retry = self._submit(unit)
-                    assert retry is not None
-                    in_flight[retry] = unit
+                    pending[key].appendleft(unit)
         finally:
             self.shutdown()
 
