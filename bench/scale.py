@@ -326,8 +326,7 @@ def main() -> None:
             f"corpus: duplicate prompts are dropped): {result['wall_s']:.0f} s, "
             f"{result['samples_per_s']:.1f} samples/s ({result['samples_per_s_core']:.1f} per core, "
             f"{result['samples_per_s'] / GPU_SAMPLES_PER_S:.1f}x the GPU rate), driver peak "
-            f"{mib(result['driver_peak_rss'])}, worker peaks "
-            f"{peaks}, rows {result['rows']}; "
+            f"{mib(result['driver_peak_rss'])}, worker peaks {peaks}, rows {result['rows']}; "
             f"stage seconds {result['stage_s']}",
             flush=True,
         )

@@ -254,7 +254,7 @@ class JourneyDispatch:
         for unit in units:
             pending.setdefault(self._worker_key(unit), deque()).append(unit)
         attempts = {u: 1 for u in units}
-        in_flight: dict[ray.ObjectRef, str] = {}
+        in_flight: dict[ray.ObjectRef, tuple[str, str | None]] = {}
         held: Counter[str | None] = Counter()
         try:
             while any(pending.values()) or in_flight:
@@ -263,13 +263,12 @@ class JourneyDispatch:
                         unit = queue.popleft()
                         ref = self._submit(unit)
                         if ref is not None:
-                            in_flight[ref] = unit
+                            in_flight[ref] = (unit, key)
                             held[key] += 1
                 if not in_flight:
                     continue
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
-                unit = in_flight.pop(ready[0])
-                key = self._worker_key(unit)
+                unit, key = in_flight.pop(ready[0])
                 held[key] -= 1
                 try:
                     ray.get(ready[0])
